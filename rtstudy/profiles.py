@@ -1,0 +1,176 @@
+"""Profiles: the sizes of the study. ``smoke`` (seconds, for tests), ``default`` (the
+offline study on a 2-core CPU), ``paper`` (a GPU, ResNet-18, full data, 3+ seeds).
+
+A notebook takes ``profile`` as a papermill parameter and asks ``get_profile`` for
+everything else; any field can be overridden (``get_profile("default", seeds=(0,))``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from rtstudy.attacks import AttackConfig
+from rtstudy.checks import check_choice
+from rtstudy.train import TrainConfig
+
+PROFILES = ("smoke", "default", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a notebook needs to size its experiment."""
+
+    name: str  # "smoke" | "default" | "paper"
+    source: str  # source task S
+    targets: tuple[str, ...]  # downstream tasks T
+    model: str  # architecture (rtstudy.models.MODELS)
+    width: float  # width multiplier (CIFAR ResNets)
+    image_size: int  # every task is resized to this
+    channels: int  # every task is converted to this many channels
+    source_fraction: float  # fraction of S's training set used for pretraining
+    pretrain: TrainConfig  # natural/robust pretraining recipe
+    norm: str  # threat model of robust pretraining: "linf" | "l2"
+    robust_kind: str  # "fgsm_rs" | "pgd": how robustness is induced by default
+    robust_steps: int  # PGD steps when robust_kind == "pgd"
+    eps_star: float  # the "properly induced" small eps of E1, E3, E4, ...
+    eps_sweep: tuple[float, ...]  # E2: eps values (pixel scale, [0, 1]), incl. 0
+    eps_l2: float  # E5: the l2 budget compared with eps_star in linf
+    sparsities: tuple[float, ...]  # the sparsity axis of E1
+    fixed_sparsities: tuple[float, ...]  # the few sparsities of E2-E9
+    seeds: tuple[int, ...]  # finetuning seeds (the source model is seed 0)
+    finetune: TrainConfig  # downstream finetuning recipe
+    probe: TrainConfig  # linear probe recipe (E7)
+    target_fraction: float  # fraction of T's training set (E6 varies it)
+    data_fractions: tuple[float, ...]  # E6
+    imp_rate: float  # IMP: fraction of remaining weights pruned per round
+    imp_epochs: float  # IMP: retraining epochs per round
+    eval_attack_steps: int  # PGD steps for robust accuracy on T (E9) and of S
+    robust_n: int  # test samples used for robust accuracy
+    test_n: int  # test samples used for clean accuracy (0 = all)
+    extra: dict = field(default_factory=dict)
+
+    def source_attack(self, eps: float, kind: str | None = None, norm: str | None = None,
+                      steps: int | None = None) -> AttackConfig:
+        """The attack that induces robustness at ``eps`` (``kind="none"`` at eps 0)."""
+        if eps == 0:
+            return AttackConfig(kind="none", eps=0.0)
+        kind = kind or self.robust_kind
+        return AttackConfig(
+            kind=kind, norm=norm or self.norm, eps=eps,
+            steps=(steps or self.robust_steps) if kind == "pgd" else 1,
+        )
+
+    def eval_attack(self, eps: float, norm: str | None = None) -> AttackConfig:
+        """The PGD attack that measures robust accuracy at ``eps``."""
+        return AttackConfig(kind="pgd", norm=norm or self.norm, eps=eps, steps=self.eval_attack_steps)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["pretrain"] = self.pretrain.to_dict()
+        d["finetune"] = self.finetune.to_dict()
+        d["probe"] = self.probe.to_dict()
+        return d
+
+
+_SMOKE = Profile(
+    name="smoke",
+    source="digits",
+    targets=("mnist5k",),
+    model="resnet8",
+    width=0.5,
+    image_size=12,
+    channels=1,
+    source_fraction=0.5,
+    pretrain=TrainConfig(epochs=1, batch_size=64, lr=0.05),
+    norm="linf",
+    robust_kind="fgsm_rs",
+    robust_steps=2,
+    eps_star=2 / 255,
+    eps_sweep=(0.0, 2 / 255, 16 / 255),
+    eps_l2=0.1,
+    sparsities=(0.0, 0.5, 0.9),
+    fixed_sparsities=(0.8,),
+    seeds=(0, 1),
+    finetune=TrainConfig(epochs=1, batch_size=64, lr=0.02, schedule="cosine"),
+    probe=TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="cosine"),
+    target_fraction=0.05,
+    data_fractions=(0.05, 0.1),
+    imp_rate=0.6,
+    imp_epochs=0.2,
+    eval_attack_steps=2,
+    robust_n=64,
+    test_n=200,
+)
+
+_DEFAULT = Profile(
+    name="default",
+    source="fashion_mnist",
+    targets=("mnist5k", "digits"),
+    model="resnet8",
+    width=1.0,
+    image_size=28,
+    channels=1,
+    source_fraction=1.0,
+    pretrain=TrainConfig(epochs=2, batch_size=128, lr=0.1),
+    norm="linf",
+    robust_kind="fgsm_rs",
+    robust_steps=3,
+    eps_star=2 / 255,
+    eps_sweep=(0.0, 2 / 255, 8 / 255, 32 / 255),
+    eps_l2=0.25,
+    sparsities=(0.0, 0.5, 0.8, 0.9, 0.95),
+    fixed_sparsities=(0.8,),
+    seeds=(0, 1, 2),
+    finetune=TrainConfig(epochs=2, batch_size=128, lr=0.02, schedule="cosine"),
+    probe=TrainConfig(epochs=4, batch_size=128, lr=0.05, schedule="cosine", weight_decay=0.0),
+    target_fraction=0.25,
+    data_fractions=(0.01, 0.1, 1.0),
+    imp_rate=0.5,
+    imp_epochs=0.25,
+    eval_attack_steps=10,
+    robust_n=500,
+    test_n=0,
+)
+
+_PAPER = Profile(
+    name="paper",
+    source="fashion_mnist",
+    targets=("mnist5k", "digits"),
+    model="resnet18",
+    width=1.0,
+    image_size=32,
+    channels=1,
+    source_fraction=1.0,
+    pretrain=TrainConfig(epochs=15, batch_size=256, lr=0.1),
+    norm="linf",
+    robust_kind="pgd",
+    robust_steps=3,
+    eps_star=2 / 255,
+    eps_sweep=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255),
+    eps_l2=0.25,
+    sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
+    fixed_sparsities=(0.8, 0.95),
+    seeds=(0, 1, 2),
+    finetune=TrainConfig(epochs=10, batch_size=128, lr=0.02, schedule="cosine"),
+    probe=TrainConfig(epochs=20, batch_size=256, lr=0.05, schedule="cosine", weight_decay=0.0),
+    target_fraction=1.0,
+    data_fractions=(0.01, 0.1, 1.0),
+    imp_rate=0.2,
+    imp_epochs=2,
+    eval_attack_steps=20,
+    robust_n=2000,
+    test_n=0,
+)
+
+_BY_NAME = {p.name: p for p in (_SMOKE, _DEFAULT, _PAPER)}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, with any fields overridden (tuples for sequence fields)."""
+    check_choice("profile", name, PROFILES)
+    profile = _BY_NAME[name]
+    unknown = set(overrides) - set(Profile.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {sorted(unknown)}; allowed: {sorted(Profile.__dataclass_fields__)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return replace(profile, **fixed)

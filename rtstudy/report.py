@@ -1,0 +1,220 @@
+"""Regenerate the report: run every notebook through papermill, then write HTML and a summary.
+
+    python -m rtstudy.report [--profile smoke|default|paper] [--only E1,E2] [--out reports]
+
+Notebooks run in order into a staging folder. Only when all succeed does the staging
+folder replace the report (the old one is kept until then), so a failing notebook
+leaves the previous report in place; the error names the notebook and the cell.
+Outputs: executed notebooks, one offline HTML page each (plotly.js is a file beside
+them), ``index.html`` with a one-line finding each, and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from rtstudy.checks import check_choice
+from rtstudy.profiles import PROFILES
+from rtstudy.results import EXPERIMENTS
+from rtstudy.store import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised: names the notebook, the cell and the error."""
+
+
+def notebook_order(notebooks_dir: Path = NOTEBOOKS) -> list[tuple[str, Path]]:
+    """``[(experiment id, path)]`` in E0, E1, ..., E10 order, from the file names."""
+    found = {}
+    for path in notebooks_dir.glob("*.ipynb"):
+        exp = path.stem.split("_")[0].upper()
+        if exp in EXPERIMENTS:
+            found[exp] = path
+    return [(e, found[e]) for e in EXPERIMENTS if e in found]
+
+
+def _failed_cell(nb_path: Path) -> str:
+    """Index and first line of the first cell that holds an error output."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return f"cell {i} ({first[:80]!r}): {out.get('ename')}: {out.get('evalue')}"
+    return "no failing cell recorded"
+
+
+def run_notebook(src: Path, dst: Path, parameters: dict, env: dict | None = None) -> float:
+    """Execute one notebook with papermill; return wall seconds or raise NotebookFailed."""
+    import papermill as pm
+
+    start = time.perf_counter()
+    old_env = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+                            cwd=str(src.parent), progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        raise NotebookFailed(f"{src.name} failed at cell {exc.cell_index} "
+                             f"(execution count {exc.exec_count}): {exc.ename}: {exc.evalue}") from None
+    except Exception as exc:
+        where = _failed_cell(dst) if dst.exists() else "before any cell ran"
+        raise NotebookFailed(f"{src.name} failed, {where}: {exc}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(old_env)
+    return time.perf_counter() - start
+
+
+def to_html(nb_path: Path, html_path: Path, title: str) -> None:
+    """Export an executed notebook to HTML that loads plotly.js from ``plotly.min.js`` beside it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
+    head = '<script src="plotly.min.js" charset="utf-8"></script>'
+    body = body.replace("<head>", f"<head>\n{head}", 1).replace(
+        "<title>Notebook</title>", f"<title>{html.escape(title)}</title>")
+    body = _strip_remote_scripts(body)
+    atomic_write_text(html_path, body)
+
+
+def _strip_remote_scripts(page: str) -> str:
+    """Drop <script src="https://..."> tags (MathJax, require.js from a CDN): offline pages."""
+    import re
+
+    return re.sub(r'<script[^>]+src="https?://[^"]+"[^>]*>\s*</script>', "", page)
+
+
+def copy_plotly_js(dst_dir: Path) -> None:
+    import plotly
+
+    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    shutil.copyfile(src, dst_dir / "plotly.min.js")
+
+
+def write_index(out: Path, summary: dict) -> None:
+    items = []
+    for exp, info in summary["experiments"].items():
+        finding = html.escape(info.get("finding") or "")
+        items.append(
+            f'<li><a href="{html.escape(info["html"])}"><b>{exp}</b> — {html.escape(info["title"])}</a>'
+            f' <small>({info["wall_seconds"]:.0f} s)</small><br><span>{finding}</span></li>')
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rtstudy report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;line-height:1.4}}
+li{{margin:0.8rem 0}} span{{color:#333}}</style></head><body>
+<h1>Robust tickets transfer better? — rtstudy report</h1>
+<p>Profile <b>{html.escape(summary["profile"])}</b>, generated {html.escape(summary["created"])},
+total wall time {summary["wall_seconds"]:.0f} s on {html.escape(summary["device"])}.
+Machine-readable results: <a href="summary.json">summary.json</a>.</p>
+<ol>{"".join(items)}</ol></body></html>"""
+    atomic_write_text(out / "index.html", page)
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
+                 only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS,
+                 store: str | None = None, log=print) -> dict:
+    """Run the notebooks into ``out`` and return the summary (see module doc)."""
+    check_choice("profile", profile, PROFILES)
+    out = Path(out)
+    order = notebook_order(notebooks_dir)
+    if only:
+        for e in only:
+            check_choice("experiment", e, [e for e, _ in order])
+        order = [(e, p) for e, p in order if e in only]
+    if not order:
+        raise ValueError(f"no notebooks found in {notebooks_dir}")
+    staging = out.parent / f".{out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "results").mkdir(parents=True)
+    env = {"RTSTUDY_STORE": str(Path(store).resolve())} if store else {}
+    env["RTSTUDY_PROGRESS"] = "0"
+    summary = {"profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": _device(),
+               "experiments": {}}
+    start = time.perf_counter()
+    try:
+        for exp, src in order:
+            log(f"[report] {exp}: running {src.name} (profile {profile}) ...")
+            dst = staging / src.name
+            params = {"profile": profile, "results_dir": str((staging / "results").resolve())}
+            seconds = run_notebook(src, dst, params, env)
+            result_file = staging / "results" / f"{exp}.json"
+            if not result_file.exists():
+                raise NotebookFailed(f"{src.name} ran but recorded no results (rtstudy.results.record)")
+            result = json.loads(result_file.read_text())
+            html_name = src.with_suffix(".html").name
+            to_html(dst, staging / html_name, f"{exp} — {EXPERIMENTS[exp]}")
+            summary["experiments"][exp] = {
+                "status": "ok", "title": EXPERIMENTS[exp], "notebook": src.name, "html": html_name,
+                "wall_seconds": round(seconds, 1), "parameters": result["parameters"],
+                "finding": result["finding"], "rows": result["rows"],
+            }
+            log(f"[report] {exp}: done in {seconds:.0f} s — {result['finding'][:160]}")
+    except BaseException:
+        log(f"[report] FAILED; the previous report in {out} is left as it was. "
+            f"Partial outputs: {staging}")
+        raise
+    summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+    copy_plotly_js(staging)
+    atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
+    write_index(staging, summary)
+    _swap_in(staging, out, keep=[p for p in ("paper", "bench.json", "README.md") if (out / p).exists()])
+    log(f"[report] wrote {out}/index.html and summary.json in {summary['wall_seconds']:.0f} s")
+    return summary
+
+
+def _swap_in(staging: Path, out: Path, keep: list[str]) -> None:
+    """Replace ``out`` by ``staging``, carrying over the files named in ``keep``."""
+    for name in keep:
+        src, dst = out / name, staging / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+    old = out.parent / f".{out.name}.previous"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="default", choices=PROFILES)
+    ap.add_argument("--only", default="", help="comma-separated experiment ids, e.g. E1,E2")
+    ap.add_argument("--out", default=str(ROOT / "reports"), help="report folder")
+    ap.add_argument("--store", default=None, help="artifact store (default $RTSTUDY_STORE or ~/.cache/rtstudy/artifacts)")
+    args = ap.parse_args(argv)
+    only = [e.strip().upper() for e in args.only.split(",") if e.strip()] or None
+    try:
+        build_report(args.profile, args.out, only, store=args.store)
+    except NotebookFailed as exc:
+        print(f"[report] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
