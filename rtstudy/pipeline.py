@@ -51,8 +51,10 @@ def _subset(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
 
 
 def _test_split(profile: Profile, data: TaskData):
+    """The test set in a fixed shuffled order (so any prefix is a fair sample), cut to ``test_n``."""
+    order = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(1234))
     n = profile.test_n or len(data.test_y)
-    return data.test_x[:n], data.test_y[:n]
+    return data.test_x[order[:n]], data.test_y[order[:n]]
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -121,7 +123,7 @@ def load_model(artifact: Artifact, name: str = "model", device: str | torch.devi
 
 def pretrain(profile: Profile, eps: float, *, kind: str | None = None, norm: str | None = None,
              steps: int | None = None, seed: int = 0, store: Store | None = None,
-             device: str | torch.device | None = None, progress: bool = True) -> Source:
+             device: str | torch.device | None = None, progress: bool | None = None) -> Source:
     """Natural (eps = 0) or adversarial pretraining on the source task; stored."""
     store = store or Store()
     config = source_config(profile, eps, kind=kind, norm=norm, steps=steps, seed=seed)
@@ -137,7 +139,7 @@ def pretrain(profile: Profile, eps: float, *, kind: str | None = None, norm: str
         label = "natural" if eps == 0 else f"{attack.kind} {attack.norm} eps={eps_label(eps, attack.norm)}"
         history = train(
             model, x, y, TrainConfig.from_dict(config["train"]), seed=seed, device=device,
-            eval_set=EvalSet(tx, ty, ev_attack, profile.robust_n), progress=f"pretrain {label}" if progress else False,
+            eval_set=EvalSet(tx, ty, ev_attack, profile.robust_n), progress=f"pretrain {label}" if progress is not False else False,
         )
         final = dict(history[-1])
         b.metrics.update({k: final[k] for k in ("test_acc", "robust_acc") if k in final})
@@ -206,7 +208,7 @@ def ticket_config(source: Source, scheme: str, pattern: str, sparsity: float, *,
 
 def draw_ticket(profile: Profile, source: Source, scheme: str, pattern: str, sparsity: float, *,
                 target: str | None = None, seed: int = 0, n: int = 2, m: int = 4,
-                store: Store | None = None, progress: bool = True) -> Ticket:
+                store: Store | None = None, progress: bool | None = None) -> Ticket:
     """A mask by scheme x pattern x sparsity from ``source``; stored (IMP round by round)."""
     store = store or Store()
     if sparsity == 0 and pattern != "nm":
@@ -300,7 +302,7 @@ def transfer_config(profile: Profile, source: Source, ticket: Ticket, target: st
 
 def transfer(profile: Profile, source: Source, ticket: Ticket, target: str, *, regime: str = "finetune",
              adversarial_eps: float = 0.0, eval_eps: float | None = None, fraction: float | None = None,
-             seed: int = 0, store: Store | None = None, progress: bool = False) -> Artifact:
+             seed: int = 0, store: Store | None = None, progress: bool | None = False) -> Artifact:
     """Finetune ``source ⊙ mask`` (mask fixed) or a linear probe on ``target``; stored.
 
     Metrics: ``test_acc``, ``robust_acc`` (if ``eval_eps``), ``sparsity`` (of the
@@ -345,7 +347,7 @@ def transfer(profile: Profile, source: Source, ticket: Ticket, target: str, *, r
 
 
 def linear_probe(model: Classifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *, seed: int,
-                 device: torch.device, progress: bool = False) -> list[dict]:
+                 device: torch.device, progress: bool | None = None) -> list[dict]:
     """Train only the head on frozen features (computed once, in eval mode)."""
     model.eval().to(device)
     with torch.inference_mode():

@@ -37,3 +37,22 @@ def curve(fig: go.Figure, x: list[float], groups: list[list[float]], name: str, 
         line={"color": color, "dash": dash}, showlegend=showlegend,
         error_y={"type": "data", "array": [e.high - e.mean for e in est], "visible": True, "thickness": 1},
     ), **kw)
+
+
+def color_for(name: str, i: int) -> str:
+    """The study's colour for ``natural`` / ``robust`` / ``random``, else the palette's i-th."""
+    return COLORS.get(name, PALETTE[i % len(PALETTE)])
+
+
+def bars(fig: go.Figure, x: list[str], groups: list[list[float]], name: str, color: str,
+         row: int | None = None, col: int | None = None, showlegend: bool = True,
+         pattern: str | None = None) -> None:
+    """Add bars of the mean with 95% CI error bars; ``groups[i]`` are the seeds at ``x[i]``."""
+    est = [mean_ci(g) for g in groups]
+    kw = {"row": row, "col": col} if row is not None else {}
+    fig.add_trace(go.Bar(
+        x=list(x), y=[e.mean for e in est], name=name, legendgroup=name, showlegend=showlegend,
+        marker={"color": color, **({"pattern": {"shape": pattern}} if pattern else {})},
+        error_y={"type": "data", "array": [e.high - e.mean for e in est], "visible": True},
+        customdata=[[e.n] for e in est], hovertemplate="%{x}: %{y:.3f} (n=%{customdata[0]})",
+    ), **kw)

@@ -37,7 +37,8 @@ def notebook_order(notebooks_dir: Path = NOTEBOOKS) -> list[tuple[str, Path]]:
     """``[(experiment id, path)]`` in E0, E1, ..., E10 order, from the file names."""
     found = {}
     for path in notebooks_dir.glob("*.ipynb"):
-        exp = path.stem.split("_")[0].upper()
+        prefix = path.stem.split("_")[0]  # "00_quickstart" -> E0, "10_anatomy" -> E10
+        exp = f"E{int(prefix)}" if prefix.isdigit() else prefix.upper()
         if exp in EXPERIMENTS:
             found[exp] = path
     return [(e, found[e]) for e in EXPERIMENTS if e in found]

@@ -71,6 +71,13 @@ class TrainConfig:
         return replace(self, **changes)
 
 
+def default_progress() -> bool:
+    """Progress bars on, unless ``RTSTUDY_PROGRESS=0`` (the report runner and tests set it)."""
+    import os
+
+    return os.environ.get("RTSTUDY_PROGRESS", "1") != "0"
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -135,7 +142,7 @@ def train(
     on_optimizer: Callable[[torch.optim.Optimizer], None] | None = None,
     eval_set: EvalSet | None = None,
     eval_every_epoch: bool = True,
-    progress: bool | str = True,
+    progress: bool | str | None = None,
 ) -> list[dict]:
     """Train ``model`` in place on (x, y) and return one log row per epoch.
 
@@ -154,16 +161,23 @@ def train(
     optimizer = make_optimizer(params, cfg)
     if on_optimizer is not None:
         on_optimizer(optimizer)
-    steps_per_epoch = max(1, len(y) // cfg.batch_size)
+    if len(y) == 0:
+        raise ValueError("train needs at least one training sample, got 0")
+    batch_size = min(cfg.batch_size, len(y))  # a tiny data fraction still makes one batch
+    steps_per_epoch = len(y) // batch_size
     total = max(1, round(cfg.epochs * steps_per_epoch))
     adversarial = cfg.attack.kind != "none" and cfg.attack.eps > 0
+    if progress is None:
+        progress = default_progress()
+    elif isinstance(progress, str) and not default_progress():
+        progress = False
     desc = progress if isinstance(progress, str) else ("adv-train" if adversarial else "train")
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, mininterval=1.0)
     history, step, epoch = [], 0, 0
     while step < total:
         epoch += 1
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        for xb, yb in batches(x, y, cfg.batch_size, shuffle=True, generator=gen, drop_last=True):
+        for xb, yb in batches(x, y, batch_size, shuffle=True, generator=gen, drop_last=True):
             if step >= total:
                 break
             if cfg.augment:

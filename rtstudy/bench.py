@@ -1,0 +1,195 @@
+"""Speed ratios of DESIGN.md §5, measured side by side in one run: ``nox -s bench``.
+
+    python -m rtstudy.bench [--out reports/bench.json] [--profile default] [--repeats 15]
+
+Each measurement is ``{"value", "unit", "target", "ok", "note"}``. Ratios compare two
+things timed alternately (A, B, A, B, ...) on the same model and batch, so machine
+load affects both alike; the median over repeats is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rtstudy.attacks import AttackConfig, perturb
+from rtstudy.masks import apply_mask
+from rtstudy.models import build_model
+from rtstudy.profiles import get_profile
+from rtstudy.store import atomic_write_text
+from rtstudy.tickets import omp
+from rtstudy.train import TrainConfig, make_optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def paired_medians(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device,
+                   warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so load hits all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(repeats + warmup):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _entry(value: float, unit: str, target: str, ok: bool | None, note: str = "") -> dict:
+    return {"value": round(value, 4), "unit": unit, "target": target, "ok": ok, "note": note}
+
+
+def _train_step(model, opt, x, y, attack: AttackConfig | None, device):
+    def step():
+        xb = x
+        if attack is not None:
+            model.eval()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                xb = perturb(model, x, y, attack)
+        model.train()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = F.cross_entropy(model(xb).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def bench_attacks_and_training(profile, device, repeats: int, batch: int) -> dict:
+    """PGD vs torchattacks; PGD-3 adversarial step vs clean step; images per second."""
+    out = {}
+    model = build_model(profile.model, 10, in_channels=profile.channels, image_size=profile.image_size,
+                        width=profile.width, seed=0).to(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, profile.channels, profile.image_size, profile.image_size, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    eps = profile.eps_star
+    cfg10 = AttackConfig(kind="pgd", norm="linf", eps=eps, steps=10)
+    try:
+        import torchattacks
+
+        model.eval()
+        ta = torchattacks.PGD(model, eps=eps, alpha=cfg10.step_size, steps=10, random_start=True)
+        t = paired_medians({"ours": lambda: perturb(model, x, y, cfg10), "ta": lambda: ta(x, y)},
+                           repeats, device)
+        ratio = t["ours"] / t["ta"]
+        out["pgd_vs_torchattacks"] = _entry(ratio, "ratio", "<= 1.0", ratio <= 1.0,
+                                            f"PGD-10 linf, {profile.model}, batch {batch}: ours "
+                                            f"{1e3 * t['ours']:.1f} ms, torchattacks {1e3 * t['ta']:.1f} ms")
+    except ImportError:
+        out["pgd_vs_torchattacks"] = _entry(float("nan"), "ratio", "<= 1.0", None,
+                                            "torchattacks not installed (pip install -e '.[test]')")
+
+    cfg = TrainConfig()
+    opt = make_optimizer(model.parameters(), cfg)
+    pgd3 = AttackConfig(kind="pgd", norm="linf", eps=eps, steps=3)
+    fgsm = AttackConfig(kind="fgsm_rs", norm="linf", eps=eps)
+    t = paired_medians({
+        "clean": _train_step(model, opt, x, y, None, device),
+        "pgd3": _train_step(model, opt, x, y, pgd3, device),
+        "fgsm": _train_step(model, opt, x, y, fgsm, device),
+    }, repeats, device)
+    ratio = t["pgd3"] / t["clean"]
+    out["adv_step_vs_clean_step_pgd3"] = _entry(ratio, "ratio", "<= 3.25 (1 + 0.75 * 3)", ratio <= 3.25,
+                                                f"one training step, batch {batch}")
+    out["adv_step_vs_clean_step_fgsm_rs"] = _entry(t["fgsm"] / t["clean"], "ratio", "<= 1.75 (1 + 0.75)",
+                                                   t["fgsm"] / t["clean"] <= 1.75, f"batch {batch}")
+    out["train_img_per_s_clean"] = _entry(batch / t["clean"], "img/s", "report", None,
+                                          f"{profile.model} w{profile.width} at {profile.image_size}px")
+    out["train_img_per_s_pgd3"] = _entry(batch / t["pgd3"], "img/s", "report", None,
+                                         f"{profile.model} w{profile.width} at {profile.image_size}px")
+    out["train_img_per_s_fgsm_rs"] = _entry(batch / t["fgsm"], "img/s", "report", None,
+                                            f"{profile.model} w{profile.width} at {profile.image_size}px")
+
+    # masked vs dense step: the same model, an 80% unstructured OMP mask kept by an optimiser hook
+    dense = build_model(profile.model, 10, in_channels=profile.channels, image_size=profile.image_size,
+                        width=profile.width, seed=0).to(device)
+    masked = build_model(profile.model, 10, in_channels=profile.channels, image_size=profile.image_size,
+                         width=profile.width, seed=0).to(device)
+    opt_d, opt_m = make_optimizer(dense.parameters(), cfg), make_optimizer(masked.parameters(), cfg)
+    apply_mask(masked, omp(masked, "unstructured", 0.8), opt_m)
+    t = paired_medians({"dense": _train_step(dense, opt_d, x, y, None, device),
+                        "masked": _train_step(masked, opt_m, x, y, None, device)}, repeats, device)
+    ratio = t["masked"] / t["dense"]
+    out["masked_step_vs_dense_step"] = _entry(ratio, "ratio", "<= 1.05", ratio <= 1.05,
+                                              f"80% unstructured mask, batch {batch}")
+    return out
+
+
+def bench_slim(device, repeats: int) -> dict:
+    """Inference latency of a 50% channel ticket exported as a smaller network vs dense."""
+    from rtstudy.slim import count_macs, latency, slim_channel_ticket
+
+    model = build_model("resnet20", 10, in_channels=3, image_size=32, width=2.0, seed=0).to(device).eval()
+    mask = omp(model, "channel", 0.5)
+    apply_mask(model, mask)
+    slim = slim_channel_ticket(model, mask).to(device).eval()
+    x = torch.rand(64, 3, 32, 32, device=device)
+    with torch.inference_mode():
+        same = torch.allclose(model(x), slim(x), atol=1e-4)
+    t = {"dense": [], "slim": []}
+    for _ in range(max(3, repeats // 3)):  # alternate, a few repeats each
+        t["dense"].append(latency(model, x, repeats=3))
+        t["slim"].append(latency(slim, x, repeats=3))
+    dense_s, slim_s = statistics.median(t["dense"]), statistics.median(t["slim"])
+    speedup = dense_s / slim_s
+    macs = count_macs(model, x[:1]), count_macs(slim, x[:1])
+    return {"slim_channel50_speedup": _entry(
+        speedup, "ratio", ">= 1.5", speedup >= 1.5,
+        f"resnet20 w2 32px batch 64: dense {1e3 * dense_s:.0f} ms, slim {1e3 * slim_s:.0f} ms; "
+        f"MACs {macs[0] / 1e6:.0f}M -> {macs[1] / 1e6:.0f}M; outputs equal: {same}")}
+
+
+def run(profile_name: str = "default", repeats: int = 15, batch: int = 128, out: Path | None = None) -> dict:
+    profile = get_profile(profile_name)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = {
+        "_machine": {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else
+                     f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+                     "torch": torch.__version__, "profile": profile_name,
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+    results.update(bench_attacks_and_training(profile, device, repeats, batch))
+    results.update(bench_slim(device, repeats))
+    if out is not None:
+        atomic_write_text(out, json.dumps(results, indent=1))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=128)
+    args = ap.parse_args(argv)
+    results = run(args.profile, args.repeats, args.batch, Path(args.out))
+    width = max(len(k) for k in results)
+    for key, r in results.items():
+        if key.startswith("_"):
+            continue
+        flag = {True: "ok", False: "MISSED", None: ""}[r["ok"]]
+        print(f"{key:<{width}}  {r['value']:>10.3f} {r['unit']:<6} target {r['target']:<22} {flag:<6} {r['note']}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

