@@ -84,7 +84,8 @@ def to_html(nb_path: Path, html_path: Path, title: str) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    # no MathJax/require.js from a CDN (mermaid is only fetched for mermaid diagrams: none here)
+    exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="", mermaid_js_url="")
     body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
     head = '<script src="plotly.min.js" charset="utf-8"></script>'
     body = body.replace("<head>", f"<head>\n{head}", 1).replace(

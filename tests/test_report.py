@@ -1,0 +1,75 @@
+"""The report runner: offline HTML, summary, and a failing notebook leaves the old report."""
+
+import json
+
+import nbformat
+import pytest
+
+from rtstudy.report import NotebookFailed, build_report
+from rtstudy.results import record, row
+
+
+def _notebook(path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "default"\nresults_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+GOOD = """
+import plotly.graph_objects as go
+from rtstudy import plots, results
+plots.show(go.Figure(go.Scatter(x=[0, 1], y=[0.5, 0.7])))
+rows = [results.row("mnist5k", "natural", 0.0, "omp", "unstructured", 0.5, 0, "test_acc", 0.7)]
+results.record("E1", rows, f"accuracy was {rows[0]['value']:.2f} on profile {profile}", {"profile": profile}, results_dir)
+"""
+
+
+def test_report_writes_offline_html_and_summary(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_main.ipynb", GOOD)
+    summary = build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+    out = tmp_path / "out"
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["experiments"]["E1"]["rows"][0]["value"] == 0.7
+    assert saved["experiments"]["E1"]["finding"] == "accuracy was 0.70 on profile smoke"
+    page = (out / "01_main.html").read_text()
+    assert 'src="plotly.min.js"' in page and "plotly-graph-div" in page
+    assert 'src="https://' not in page and 'src="http://' not in page, "no script from the network"
+    assert "libs/mathjax" not in page and "require.min.js" not in page
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    assert "accuracy was 0.70" in (out / "index.html").read_text()
+    assert summary["experiments"]["E1"]["status"] == "ok"
+
+
+def test_failing_notebook_keeps_previous_report(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_main.ipynb", GOOD)
+    build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+    before = (tmp_path / "out" / "summary.json").read_text()
+    _notebook(nbs / "02_eps.ipynb", "raise RuntimeError('boom in E2')")
+    with pytest.raises(NotebookFailed, match=r"02_eps.ipynb failed at cell 2.*boom in E2"):
+        build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+    assert (tmp_path / "out" / "summary.json").read_text() == before
+
+
+def test_notebook_must_record_results(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_main.ipynb", "x = 1")
+    with pytest.raises(NotebookFailed, match="recorded no results"):
+        build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+
+
+def test_record_rejects_bad_input():
+    with pytest.raises(ValueError, match="E42"):
+        record("E42", [], "x", {}, None)
+    with pytest.raises(ValueError, match="finding"):
+        record("E1", [], "  ", {}, None)
+    with pytest.raises(ValueError, match="lacks"):
+        record("E1", [{"task": "t"}], "found", {}, None)
+    assert record("E1", [row("t", "natural", 0, "omp", "nm", 0.5, 0, "test_acc", 0.5)], "f", {}, None)["rows"]
