@@ -114,7 +114,7 @@ class L2Threat(ThreatModel):
         direction /= _per_sample_norm(direction).clamp_min(self.tiny)
         u = torch.rand((len(x),) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
         if self.init == "ball":
-            u = u.pow(1.0 / x[0].numel())
+            u = u.pow(1.0 / math.prod(x.shape[1:]))
         return direction.mul_(u * self.eps)
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -236,7 +236,6 @@ def pgd(
     if threat.eps == 0:
         return x
     loss_fn = loss_fn or _summed_cross_entropy
-    sign = -1.0 if targeted else 1.0
     lo, hi = -x, 1.0 - x  # x + delta must stay in [0, 1]
 
     delta = threat.random_perturb(x) if random_start else torch.zeros_like(x)
@@ -244,8 +243,10 @@ def pgd(
     with torch.enable_grad():
         for _ in range(steps):
             delta.requires_grad_(True)
-            loss = loss_fn(model(x + delta).float(), y).sum()
-            (grad,) = torch.autograd.grad(sign * loss, delta)
+            loss = loss_fn(model(x + delta).float(), y)
+            if loss.dim() > 0:
+                loss = loss.sum()
+            (grad,) = torch.autograd.grad(-loss if targeted else loss, delta)
             delta = threat.project(threat.step(delta.detach(), grad, alpha))
             delta = torch.clamp(delta, lo, hi)
     return (x + delta).clamp_(0.0, 1.0)
@@ -328,7 +329,7 @@ def accuracy(
         correct = torch.zeros((), dtype=torch.long, device=device)
         with torch.no_grad():
             for xb, yb in _batches(x, y, batch_size):
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                xb, yb = xb.to(device), yb.to(device)
                 correct += (model(xb).argmax(1) == yb).sum()
     finally:
         model.train(was_training)
@@ -360,7 +361,7 @@ def robust_accuracy(
         if progress:
             batches = tqdm(batches, desc=f"{cfg.kind} {cfg.norm} eps={cfg.eps:g}")
         for xb, yb in batches:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            xb, yb = xb.to(device), yb.to(device)
             with torch.no_grad():
                 ok = model(xb).argmax(1) == yb
             xb, yb = xb[ok], yb[ok]

@@ -174,6 +174,17 @@ def test_targeted_pgd_reaches_the_target(setup):
     assert hit > 0.5  # chance is 0.1
 
 
+def test_custom_per_sample_loss_is_summed(setup):
+    model, x, y, _, _ = setup
+    x, y = x[:200], y[:200]
+    per_sample = lambda logits, y: torch.nn.functional.cross_entropy(logits, y, reduction="none")  # noqa: E731
+    torch.manual_seed(0)
+    want = pgd(model, x, y, eps=0.1, alpha=0.025, steps=3)
+    torch.manual_seed(0)
+    got = pgd(model, x, y, eps=0.1, alpha=0.025, steps=3, loss_fn=per_sample)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 # --------------------------------------------------------------------- side effects
 
 
