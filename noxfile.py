@@ -58,7 +58,7 @@ def tests(session: nox.Session) -> None:
     _system_data(session)
     _browser(session)
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q", "-n", "2"]))
 
 
 @nox.session(python=PYTHON)
