@@ -60,6 +60,19 @@ class Profile:
             steps=(steps or self.robust_steps) if kind == "pgd" else 1,
         )
 
+    def source_specs(self) -> list[dict]:
+        """Every source model the experiments use: natural, the eps sweep (E1, E2), and E5's
+        other attack kind (l-inf, eps_star) and other norm (l2, eps_l2). The report
+        pretrains these up front, in parallel."""
+        other = "pgd" if self.robust_kind == "fgsm_rs" else "fgsm_rs"
+        specs = [{"eps": 0.0}]
+        specs += [{"eps": e, "kind": self.robust_kind, "norm": self.norm} for e in self.eps_sweep if e > 0]
+        if self.eps_star not in self.eps_sweep:
+            specs.append({"eps": self.eps_star, "kind": self.robust_kind, "norm": self.norm})
+        specs.append({"eps": self.eps_star, "kind": other, "norm": "linf"})
+        specs.append({"eps": self.eps_l2, "kind": self.robust_kind, "norm": "l2"})
+        return specs
+
     def eval_attack(self, eps: float, norm: str | None = None) -> AttackConfig:
         """The PGD attack that measures robust accuracy at ``eps``."""
         return AttackConfig(kind="pgd", norm=norm or self.norm, eps=eps, steps=self.eval_attack_steps)
@@ -108,10 +121,10 @@ _DEFAULT = Profile(
     targets=("mnist5k", "digits"),
     model="resnet8",
     width=1.0,
-    image_size=28,
+    image_size=20,
     channels=1,
     source_fraction=1.0,
-    pretrain=TrainConfig(epochs=2, batch_size=128, lr=0.1),
+    pretrain=TrainConfig(epochs=2, batch_size=128, lr=0.2),
     norm="linf",
     robust_kind="fgsm_rs",
     robust_steps=3,
