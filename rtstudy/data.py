@@ -10,7 +10,8 @@ Offline tasks: ``fashion_mnist`` (Debian ``dataset-fashion-mnist`` idx files),
 8x8 digits).  With files from torchvision (``download=True`` on a machine with a
 network): ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``kmnist``, ``stl10``
 (and ``fashion_mnist`` as a fallback).  Any ``imagefolder:<path>`` with
-``train/`` and ``test/`` (or ``val/``) folders of class folders.
+``train/`` and ``test/`` (or ``val/``) folders of class folders.  Any task with a
+domain shift, ``<task>:<shift>`` (``mnist5k:invert``, ``digits:rot90``; see ``SHIFTS``).
 
 Decoded torchvision / ImageFolder data is cached as uint8 safetensors under
 ``<root>/.tensors/``; nothing here unpickles a file of ours (CIFAR's only official
@@ -42,6 +43,7 @@ from torch import Tensor
 
 __all__ = [
     "NORMALIZATION",
+    "SHIFTS",
     "TASKS",
     "TaskData",
     "TaskSpec",
@@ -613,6 +615,42 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+
+def _invert(x: Tensor) -> Tensor:
+    return (255 - x) if x.dtype == torch.uint8 else (1.0 - x)
+
+
+#: Domain-shifted variants of any task, named ``<task>:<shift>`` (e.g. ``mnist5k:invert``):
+#: a whole-tensor transform applied to both splits right after loading, so they work
+#: offline wherever the base task does (E8 uses them as extra, farther targets).
+SHIFTS: dict[str, tuple[str, Callable[[Tensor], Tensor]]] = {
+    "invert": ("negative image: x -> 1 - x", _invert),
+    "rot90": ("rotated by 90 degrees counter-clockwise", lambda x: torch.rot90(x, 1, (2, 3))),
+    "hflip": ("mirrored left-right", lambda x: torch.flip(x, (3,))),
+    "vflip": ("mirrored top-bottom", lambda x: torch.flip(x, (2,))),
+}
+
+
+def _split_shift(name: str) -> tuple[str, str | None]:
+    """``"mnist5k:invert"`` -> ``("mnist5k", "invert")``; a plain name -> ``(name, None)``."""
+    base, sep, shift = name.rpartition(":")
+    if not sep or base not in TASKS:
+        return name, None
+    if shift not in SHIFTS:
+        raise ValueError(
+            f"unknown shift {shift!r} in task {name!r}; allowed shifts: {', '.join(SHIFTS)} "
+            f"(as '<task>:<shift>', e.g. '{base}:invert')"
+        )
+    return base, shift
+
+
+def _apply_shift(raw: _Raw, shift: str) -> _Raw:
+    fn = SHIFTS[shift][1]
+    return dataclasses.replace(
+        raw, train_x=fn(raw.train_x).contiguous(), test_x=fn(raw.test_x).contiguous()
+    )
+
+
 def available_tasks(*, offline_only: bool = False) -> list[str]:
     """Registered task names (plus the ``imagefolder:<path>`` form, not listed)."""
     return [n for n, spec in TASKS.items() if spec.offline or not offline_only]
@@ -642,12 +680,16 @@ def load_task(
         if not path:
             raise ValueError("imagefolder: give a folder, as 'imagefolder:<path>'")
         raw = _load_imagefolder(Path(path), base, image_size)
-    elif name in TASKS:
-        raw = TASKS[name].loader(base, download)
+    elif isinstance(name, str) and _split_shift(name)[0] in TASKS:
+        task, shift = _split_shift(name)
+        raw = TASKS[task].loader(base, download)
+        if shift is not None:
+            raw = _apply_shift(raw, shift)
     else:
         raise ValueError(
             f"unknown task {name!r}; available: {', '.join(available_tasks())}, "
-            f"or '{IMAGEFOLDER_PREFIX}<path>'"
+            f"'{IMAGEFOLDER_PREFIX}<path>', or '<task>:<shift>' with a shift in "
+            f"{', '.join(SHIFTS)}"
         )
     train_x, train_y = raw.train_x, raw.train_y
     if fraction < 1:

@@ -32,6 +32,7 @@ class TrainConfig:
     """Hyperparameters of one training run (OpenLTH style: help text beside each field)."""
 
     epochs: float = 1.0  # passes over the training set; a fraction trains on part of one
+    min_steps: int = 0  # at least this many optimiser steps (data-limited transfer still learns)
     batch_size: int = 128  # minibatch size
     lr: float = 0.1  # peak learning rate
     momentum: float = 0.9  # SGD momentum
@@ -48,6 +49,8 @@ class TrainConfig:
     def __post_init__(self):
         check_positive("epochs", self.epochs)
         check_positive("batch_size", self.batch_size)
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(f"min_steps must be an integer >= 0, got {self.min_steps!r}")
         check_positive("lr", self.lr)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("weight_decay", self.weight_decay, 0.0, 1.0)
@@ -165,7 +168,7 @@ def train(
         raise ValueError("train needs at least one training sample, got 0")
     batch_size = min(cfg.batch_size, len(y))  # a tiny data fraction still makes one batch
     steps_per_epoch = len(y) // batch_size
-    total = max(1, round(cfg.epochs * steps_per_epoch))
+    total = max(1, cfg.min_steps, round(cfg.epochs * steps_per_epoch))
     adversarial = cfg.attack.kind != "none" and cfg.attack.eps > 0
     if progress is None:
         progress = default_progress()

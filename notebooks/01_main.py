@@ -1,0 +1,80 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E1 — Do robust tickets transfer better?
+#
+# **Question.** Take OMP tickets (one-shot global magnitude pruning, unstructured) from a
+# natural source model and from a robust one (adversarially pretrained at the small
+# budget ε\*), finetune each on every downstream task with the mask fixed. Across
+# sparsities from dense to 95%+, does the robust ticket reach higher test accuracy?
+#
+# Means over finetuning seeds with 95% confidence intervals; "beats" only where the
+# intervals separate.
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"  # "smoke" | "default" | "paper"
+results_dir = None  # set by the report runner
+targets = None  # downstream tasks (None: profile.targets)
+sparsities = None  # sparsity axis (None: profile.sparsities)
+seeds = None  # finetuning seeds (None: profile.seeds)
+eps = None  # the robust source's eps (None: profile.eps_star)
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+sparsities = X.param(sparsities, P.sparsities, float)
+seeds = X.param(seeds, P.seeds, int)
+sources = [X.natural(P), X.robust(P, eps)]
+tickets = [X.TicketSpec("omp", "unstructured", s) for s in sparsities]
+robust_name = sources[1].name(P)
+print(f"{P.source} -> {targets}; sources: natural, {robust_name}; sparsities {sparsities}; seeds {seeds}")
+
+# %% [markdown]
+# ## The source models
+
+# %%
+table, source_rows = X.source_table(P, sources)
+display(Markdown(table))
+
+# %% [markdown]
+# ## The grid: source × sparsity × target × seed
+
+# %%
+rows = X.run_grid(P, sources, tickets, targets, seeds)
+fig = X.curve_figure(rows, x="sparsity", series="source", title=f"OMP tickets from {P.source}: "
+                     f"natural vs robust ({robust_name}), mean ± 95% CI over {len(seeds)} seeds",
+                     x_title="sparsity of the ticket", y_title="test accuracy on T")
+plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task", "sparsity"], "source")))
+
+# %% [markdown]
+# ## Finding
+
+# %%
+cs = X.contrasts(rows, by=("task", "sparsity"))
+finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
+                             ("task", "sparsity"))
+t = X.tally(cs)
+finding += (f" Overall: robust better in {t['better']}, indistinguishable in {t['tie']}, worse in "
+            f"{t['worse']} of {len(cs)} (task, sparsity) cells.")
+display(Markdown(f"**Finding.** {finding}"))
+recorded = record("E1", rows + source_rows, finding,
+                  {"profile": profile, "targets": targets, "sparsities": sparsities, "seeds": seeds,
+                   "robust_source": robust_name, "scheme": "omp", "pattern": "unstructured"}, results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

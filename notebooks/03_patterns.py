@@ -1,0 +1,78 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E3 — Does it hold for structured sparsity?
+#
+# **Question.** E1 uses unstructured tickets. Hardware-friendly sparsity removes whole
+# filters (**channel**) or keeps N of every M weights (**N:M**, 2:4 → 50%). Does the
+# robust source still give better tickets under each pattern? Each pattern also gets a
+# **random** ticket with the same per-layer sparsity: a ticket worth the name should beat it.
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+targets = None  # None: profile.targets
+sparsity = None  # unstructured / channel sparsity (None: profile.fixed_sparsities[0])
+patterns = None  # None: ["unstructured", "channel", "nm"]
+nm = (2, 4)  # N:M pattern: keep n of every m
+seeds = None  # None: profile.seeds
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
+patterns = X.param(patterns, ["unstructured", "channel", "nm"], str)
+seeds = X.param(seeds, P.seeds, int)
+n, m = nm
+sources = X.standard_sources(P)
+tickets = []
+for pat in patterns:
+    for scheme in ("omp", "random"):
+        tickets.append(X.nm_ticket(scheme, n, m) if pat == "nm" else X.TicketSpec(scheme, pat, sparsity))
+print([t.label for t in tickets], targets, seeds)
+
+# %%
+rows = X.run_grid(P, sources, tickets, targets, seeds)
+for r in rows:  # a readable pattern column for figures and tables
+    r["pattern_label"] = f"{r['pattern']} {X.pct(r['sparsity'])}" if r["pattern"] != "nm" else f"{n}:{m}"
+    r["ticket_source"] = f"{r['source']} {'OMP' if r['scheme'] == 'omp' else 'random'}"
+fig = X.bar_figure(rows, x="pattern_label", series="ticket_source",
+                   title="Sparsity patterns: OMP and random tickets from natural and robust sources",
+                   x_title="pattern", y_title="test accuracy on T")
+plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task", "pattern_label"], "ticket_source")))
+
+# %% [markdown]
+# ## Finding
+
+# %%
+robust_name = sources[1].name(P)
+cs = X.contrasts(rows, by=("task", "pattern_label"), scheme="omp")
+finding = X.contrast_finding(cs, f"the robust ({robust_name}) OMP ticket", "the natural one",
+                             ("task", "pattern"))
+sanity = X.contrasts(rows, factor="scheme", a="omp", b="random", by=("task", "source", "pattern_label"))
+t = X.tally(sanity)
+finding += (f" Sanity check, OMP vs random tickets at the same per-layer sparsity: OMP better in "
+            f"{t['better']}, indistinguishable in {t['tie']}, worse in {t['worse']} of {len(sanity)} "
+            "(task, source, pattern) cells.")
+display(Markdown(f"**Finding.** {finding}"))
+recorded = record("E3", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+                                        "patterns": patterns, "nm": list(nm), "seeds": seeds,
+                                        "robust_source": robust_name}, results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -1,0 +1,76 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E4 — Does it hold for every way of drawing a ticket?
+#
+# **Question.** Tickets can be drawn by one-shot magnitude pruning of the pretrained
+# weights (**OMP**), by iterative magnitude pruning with rewinding on the source task
+# (**IMP-source**, retraining adversarially for the robust source) or on each downstream
+# task (**IMP-target**), or at random (**random**, same per-layer sparsity as OMP). Does
+# the robust source win under each scheme? IMP is the costly part, so this runs at one
+# fixed sparsity.
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+targets = None  # None: profile.targets
+sparsity = None  # None: profile.fixed_sparsities[0]
+schemes = None  # None: ["omp", "imp_source", "imp_target", "random"]
+seeds = None  # None: profile.seeds
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
+schemes = X.param(schemes, ["omp", "imp_source", "imp_target", "random"], str)
+seeds = X.param(seeds, P.seeds, int)
+sources = X.standard_sources(P)
+tickets = [X.TicketSpec(s, "unstructured", sparsity) for s in schemes]
+print(f"schemes {schemes} at {sparsity:.0%}; IMP prunes {P.imp_rate:.0%} of the remaining weights "
+      f"per round, {P.imp_epochs} epochs of retraining per round; targets {targets}; seeds {seeds}")
+
+# %%
+rows = X.run_grid(P, sources, tickets, targets, seeds)
+fig = X.bar_figure(rows, x="scheme", series="source",
+                   title=f"Pruning schemes at {sparsity:.0%} sparsity: natural vs robust source",
+                   x_title="how the ticket was drawn", y_title="test accuracy on T")
+plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task", "scheme"], "source")))
+
+# %% [markdown]
+# ## Finding
+
+# %%
+robust_name = sources[1].name(P)
+cs = X.contrasts(rows, by=("task", "scheme"))
+finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
+                             ("task", "scheme"))
+if "random" in schemes:
+    drawn = [s for s in schemes if s != "random"]
+    sanity = [c for s in drawn for c in X.contrasts(rows, factor="scheme", a=s, b="random",
+                                                    by=("task", "source"))]
+    t = X.tally(sanity)
+    finding += (f" Sanity check, drawn ({', '.join(drawn)}) vs random tickets: better in {t['better']}, "
+                f"indistinguishable in {t['tie']}, worse in {t['worse']} of {len(sanity)} "
+                "(scheme, task, source) cells.")
+display(Markdown(f"**Finding.** {finding}"))
+recorded = record("E4", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+                                        "schemes": schemes, "seeds": seeds, "imp_rate": P.imp_rate,
+                                        "imp_epochs": P.imp_epochs, "robust_source": robust_name}, results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

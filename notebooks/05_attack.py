@@ -1,0 +1,87 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E5 — Which robustification?
+#
+# **Question.** Robustness can be induced with multi-step PGD-k or with single-step FGSM
+# with a random start ("fast AT"), and against ℓ∞ or ℓ2 perturbations. Do the tickets of
+# every robust source beat the natural ticket, and does the kind of adversarial
+# training matter? All at one fixed sparsity, OMP unstructured.
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+targets = None  # None: profile.targets
+sparsity = None  # None: profile.fixed_sparsities[0]
+seeds = None  # None: profile.seeds
+eps_linf = None  # ℓ∞ budget (None: profile.eps_star)
+eps_l2 = None  # ℓ2 budget (None: profile.eps_l2)
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
+seeds = X.param(seeds, P.seeds, int)
+eps_linf = float(P.eps_star if eps_linf is None else eps_linf)
+eps_l2 = float(P.eps_l2 if eps_l2 is None else eps_l2)
+other = "fgsm_rs" if P.robust_kind == "pgd" else "pgd"
+sources = [
+    X.natural(P),
+    X.robust(P, eps_linf, kind=P.robust_kind, norm="linf"),  # E1's robust source (shared)
+    X.robust(P, eps_linf, kind=other, norm="linf"),  # the other attack kind
+    X.robust(P, eps_l2, kind=P.robust_kind, norm="l2"),  # the other norm
+]
+names = [s.name(P) for s in sources]
+print(names)
+
+# %% [markdown]
+# ## The source models
+# Clean accuracy on S and PGD accuracy at each source's own budget (natural: at ε\* ℓ∞).
+
+# %%
+table, source_rows = X.source_table(P, sources)
+display(Markdown(table))
+
+# %%
+rows = X.run_grid(P, sources, [X.TicketSpec("omp", "unstructured", sparsity)], targets, seeds)
+fig = X.bar_figure(rows, x="task", series="source_label", facet="sparsity",
+                   title=f"OMP tickets at {sparsity:.0%} from differently robustified sources",
+                   x_title="target task", y_title="test accuracy on T")
+plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task"], "source_label")))
+
+# %% [markdown]
+# ## Finding
+
+# %%
+parts = []
+for name in names[1:]:
+    cs = X.contrasts(rows, factor="source_label", a=name, b="natural", by=("task",))
+    parts.append(X.contrast_finding(cs, name, "natural", ("task",), group=None,
+                                    metric_name=f"{name} vs natural"))
+for a, b, what in ((names[2], names[1], "attack kind"), (names[3], names[1], "norm")):
+    cs = X.contrasts(rows, factor="source_label", a=a, b=b, by=("task",))
+    parts.append(X.contrast_finding(cs, a, b, ("task",), group=None, metric_name=f"{what}: {a} vs {b}"))
+finding = " ".join(parts)
+display(Markdown("**Finding.** " + "\n\n".join(parts)))
+recorded = record("E5", rows + source_rows, finding,
+                  {"profile": profile, "targets": targets, "sparsity": sparsity, "seeds": seeds,
+                   "sources": names, "eps_linf": eps_linf, "eps_l2": eps_l2,
+                   "pgd_steps": P.robust_steps}, results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -1,0 +1,79 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E6 — Data-limited transfer
+#
+# **Question.** Robust features are often said to help most when the downstream task
+# has little data (Double-Win Lottery Tickets, Chen et al., ICML 2022). Finetune the
+# natural and robust tickets on a stratified fraction (e.g. 1%, 10%, 100%) of each
+# target's training set: does the robust advantage grow as data shrinks?
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+targets = None  # None: profile.targets
+fractions = None  # fractions of T's training set (None: profile.data_fractions)
+sparsity = None  # None: profile.fixed_sparsities[0]
+seeds = None  # None: profile.seeds
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+fractions = sorted(X.param(fractions, P.data_fractions, float))
+sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
+seeds = X.param(seeds, P.seeds, int)
+sources = X.standard_sources(P)
+transfers = [X.TransferSpec(fraction=f) for f in fractions]
+print(f"fractions {fractions}; OMP {sparsity:.0%}; targets {targets}; seeds {seeds}")
+
+# %%
+rows = X.run_grid(P, sources, [X.TicketSpec("omp", "unstructured", sparsity)], targets, seeds,
+                  transfers)
+fig = X.curve_figure(rows, x="fraction", series="source", log_x=True,
+                     title=f"Data-limited transfer: OMP {sparsity:.0%} tickets, natural vs robust",
+                     x_title="fraction of T's training set (log)", y_title="test accuracy on T")
+fig.update_xaxes(tickvals=fractions, ticktext=[X.pct(f) for f in fractions])
+plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task", "fraction"], "source")))
+n_train = {(r["task"], r["fraction"]): r["n_train"] for r in rows}
+print("training images per (task, fraction):", {f"{t} {X.pct(f)}": n for (t, f), n in n_train.items()})
+
+# %% [markdown]
+# ## Finding
+
+# %%
+robust_name = sources[1].name(P)
+cs = X.contrasts(rows, by=("task", "fraction"))
+finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
+                             ("task", "fraction of T"))
+trend = []
+for task in targets:
+    d = {c.key[1]: c.diff for c in cs if c.key[0] == task}
+    if len(d) >= 2:
+        lo, hi = min(d), max(d)
+        word = "larger" if d[lo] > d[hi] else ("smaller" if d[lo] < d[hi] else "the same")
+        trend.append(f"on {task} the mean gain is {word} with {X.pct(lo)} of the data ({d[lo]:+.1f} "
+                     f"points) than with {X.pct(hi)} ({d[hi]:+.1f})")
+if trend:
+    finding += " Trend of the mean gain: " + "; ".join(trend) + "."
+display(Markdown(f"**Finding.** {finding}"))
+recorded = record("E6", rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,
+                                        "sparsity": sparsity, "seeds": seeds, "robust_source": robust_name},
+                  results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

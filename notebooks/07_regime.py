@@ -1,0 +1,72 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E7 — Finetune vs linear probe
+#
+# **Question.** Finetuning adapts every surviving weight; a linear probe trains only a
+# new head on the frozen (masked) features, so it measures the ticket's features as
+# they are. Does the robust advantage hold — or grow — under a linear probe, dense and
+# at a fixed sparsity?
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+targets = None  # None: profile.targets
+sparsities = None  # None: [0 (dense), profile.fixed_sparsities[0]]
+regimes = ("finetune", "probe")
+seeds = None  # None: profile.seeds
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+sparsities = X.param(sparsities, [0.0, P.fixed_sparsities[0]], float)
+regimes = X.param(regimes, ["finetune", "probe"], str)
+seeds = X.param(seeds, P.seeds, int)
+sources = X.standard_sources(P)
+tickets = [X.TicketSpec("omp", "unstructured", s) for s in sparsities]
+transfers = [X.TransferSpec(regime=r) for r in regimes]
+print(f"regimes {regimes}; sparsities {sparsities}; targets {targets}; seeds {seeds}")
+
+# %%
+rows = X.run_grid(P, sources, tickets, targets, seeds, transfers)
+for r in rows:
+    r["setting"] = f"{r['regime']} · {'dense' if r['sparsity'] == 0 else X.pct(r['sparsity'])}"
+fig = X.bar_figure(rows, x="setting", series="source",
+                   title="Finetuning vs linear probe, dense and sparse: natural vs robust",
+                   x_title="regime · sparsity", y_title="test accuracy on T")
+plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task", "regime", "sparsity"], "source")))
+
+# %% [markdown]
+# ## Finding
+
+# %%
+robust_name = sources[1].name(P)
+cs = X.contrasts(rows, by=("task", "regime", "sparsity"))
+finding = X.contrast_finding(cs, f"the robust ({robust_name}) source", "the natural one",
+                             ("task", "regime", "sparsity"))
+gain = {reg: [c.diff for c in cs if c.key[1] == reg] for reg in regimes}
+if all(gain.values()):
+    finding += " Mean gain over tasks and sparsities: " + ", ".join(
+        f"{reg} {sum(v) / len(v):+.1f} points" for reg, v in gain.items()) + "."
+display(Markdown(f"**Finding.** {finding}"))
+recorded = record("E7", rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,
+                                        "regimes": regimes, "seeds": seeds, "robust_source": robust_name},
+                  results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

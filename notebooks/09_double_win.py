@@ -1,0 +1,81 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # E9 — Double-win: are transferred tickets robust too?
+#
+# **Question.** Double-Win Lottery Tickets (Chen et al., ICML 2022) judge a ticket on
+# *both* clean and robust accuracy on the downstream task. Here natural and robust
+# tickets are finetuned on T either naturally or adversarially (at ε\*), and each is
+# measured clean and under PGD at ε\*. A *double win* is a robust ticket that beats the
+# natural one on both metrics, with separated intervals.
+
+# %%
+from IPython.display import Markdown, display
+
+from rtstudy import experiments as X
+from rtstudy import plots
+from rtstudy.pipeline import eps_label
+from rtstudy.profiles import get_profile
+from rtstudy.results import record
+
+# %% tags=["parameters"]
+profile = "default"
+results_dir = None
+targets = None  # None: profile.targets
+sparsity = None  # None: profile.fixed_sparsities[0]
+eps = None  # finetuning and evaluation budget (None: profile.eps_star)
+seeds = None  # None: profile.seeds
+
+# %%
+P = get_profile(profile)
+targets = X.param(targets, P.targets, str)
+sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
+eps = float(P.eps_star if eps is None else eps)
+seeds = X.param(seeds, P.seeds, int)
+sources = X.standard_sources(P)
+transfers = [X.TransferSpec(eval_eps=eps, label="natural finetuning"),
+             X.TransferSpec(adversarial_eps=eps, eval_eps=eps, label="adversarial finetuning")]
+print(f"OMP {sparsity:.0%}; eps {eps_label(eps)} ({P.norm}), PGD-{P.eval_attack_steps} on "
+      f"{P.robust_n} test images; targets {targets}; seeds {seeds}")
+
+# %%
+rows = X.run_grid(P, sources, [X.TicketSpec("omp", "unstructured", sparsity)], targets, seeds,
+                  transfers)
+for r in rows:
+    r["what"] = f"{r['transfer']} · {'clean' if r['metric'] == 'test_acc' else 'robust'}"
+for metric, word in (("test_acc", "clean"), ("robust_acc", f"robust (PGD {eps_label(eps)})")):
+    fig = X.bar_figure(rows, x="transfer", series="source", metric=metric,
+                       title=f"{word} accuracy on T of {sparsity:.0%} OMP tickets",
+                       x_title="finetuning", y_title=f"{word} accuracy on T")
+    fig.update_yaxes(range=[0, 1])
+    plots.show(fig)
+display(Markdown(X.markdown_table(rows, ["task", "transfer"], "source", metric="test_acc")))
+display(Markdown(X.markdown_table(rows, ["task", "transfer"], "source", metric="robust_acc")))
+
+# %% [markdown]
+# ## Finding
+
+# %%
+robust_name = sources[1].name(P)
+parts, wins = [], []
+for metric, word in (("test_acc", "clean accuracy"), ("robust_acc", f"robust accuracy at {eps_label(eps)}")):
+    cs = X.contrasts(rows, by=("task", "transfer"), metric=metric)
+    parts.append(X.contrast_finding(cs, "the robust ticket", "the natural one", ("task", "finetuning"),
+                                    metric_name=word))
+    wins.append({c.key for c in cs if c.verdict == "better"})
+double = sorted(wins[0] & wins[1])
+parts.append("Double wins (robust ticket better on both, intervals separate): "
+             + (", ".join(f"{t} with {tr}" for t, tr in double) if double else "none") + ".")
+finding = f"Robust source {robust_name}. " + " ".join(parts)
+display(Markdown("**Finding.** " + "\n\n".join(parts)))
+recorded = record("E9", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+                                        "eps": eps, "seeds": seeds, "robust_source": robust_name}, results_dir)
+print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

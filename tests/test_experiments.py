@@ -1,0 +1,245 @@
+"""Tests of the notebooks' shared logic: grouping, findings, the domain distance, shifted tasks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rtstudy import experiments as X
+from rtstudy import gap
+from rtstudy.data import SHIFTS, available_tasks, load_task
+from rtstudy.profiles import get_profile
+from rtstudy.results import ROW_KEYS, row
+from rtstudy.stats import pearson, spearman
+
+
+def _rows(values: dict[tuple[str, str, float], list[float]], metric: str = "test_acc") -> list[dict]:
+    """Rows from ``{(task, source, sparsity): [value per seed]}``."""
+    out = []
+    for (task, source, sparsity), vals in values.items():
+        for seed, v in enumerate(vals):
+            out.append(row(task, source, 0.0 if source == "natural" else 2 / 255, "omp", "unstructured",
+                           sparsity, seed, metric, v))
+    return out
+
+
+# ----------------------------------------------------------------------------- grouping
+def test_seed_groups_and_estimates_group_by_configuration_and_sort_keys():
+    rows = _rows({("b", "robust", 0.8): [0.7, 0.72, 0.71], ("a", "natural", 0.5): [0.5, 0.52],
+                  ("a", "natural", 0.0): [0.9]})
+    rows.append(row("a", "natural", 0.0, "omp", "unstructured", 0.0, 0, "robust_acc", 0.1))
+    g = X.seed_groups(rows, ["task", "sparsity"])
+    assert list(g) == [("a", 0.0), ("a", 0.5), ("b", 0.8)]
+    assert g[("a", 0.5)] == [0.5, 0.52]
+    assert X.seed_groups(rows, ["task"], "robust_acc") == {("a",): [0.1]}
+    est = X.estimates(rows, ["task", "source"], task="b")
+    assert list(est) == [("b", "robust")]
+    assert est[("b", "robust")].n == 3 and math.isclose(est[("b", "robust")].mean, 0.71)
+
+
+def test_select_matches_floats_with_tolerance_lists_and_predicates():
+    rows = _rows({("a", "natural", 0.8): [0.5], ("a", "natural", 0.5): [0.6], ("b", "robust", 0.8): [0.7]})
+    assert len(X.select(rows, sparsity=0.8000000000001)) == 2
+    assert len(X.select(rows, task=["a", "b"], source="natural")) == 2
+    assert len(X.select(rows, value=lambda v: v > 0.55)) == 2
+    assert X.select(rows, no_such_column=1) == []
+    assert X.levels(rows, "sparsity") == [0.5, 0.8]
+    assert X.levels(rows, "task") == ["a", "b"]
+
+
+def test_param_defaults_and_scalars():
+    assert X.param(None, (0, 1, 2), int) == [0, 1, 2]
+    assert X.param(0.5, (0.8,), float) == [0.5]
+    assert X.param("digits", ("mnist5k",), str) == ["digits"]
+    assert X.param([1, 2], None) == [1, 2]
+
+
+def test_markdown_table_has_one_line_per_configuration_and_ci_cells():
+    rows = _rows({("a", "natural", 0.5): [0.5, 0.52], ("a", "robust", 0.5): [0.6, 0.62],
+                  ("a", "natural", 0.8): [0.4, 0.41]})
+    table = X.markdown_table(rows, ["task", "sparsity"], "source")
+    lines = table.splitlines()
+    assert lines[0] == "| task | sparsity | natural | robust |"
+    assert len(lines) == 4
+    assert "| a | 50% | 51.0 ± " in lines[2]
+    assert lines[3].endswith("| –  |") or lines[3].rstrip().endswith("– |")
+
+
+# ----------------------------------------------------------------------------- specs
+def test_source_and_ticket_specs():
+    P = get_profile("smoke")
+    assert X.robust(P) == X.robust(P, P.eps_star, kind=P.robust_kind, norm=P.norm)
+    assert X.robust(P, 0.0) == X.natural(P)
+    assert X.natural(P).name(P) == "natural"
+    assert X.robust(P).name(P) == "FGSM-RS ℓ∞ 2/255"
+    assert X.robust(P, kind="pgd").name(P) == f"PGD-{P.robust_steps} ℓ∞ 2/255"
+    assert X.robust(P, 0.25, norm="l2").name(P) == "FGSM-RS ℓ2 0.25"
+    nm = X.nm_ticket("random", 2, 4)
+    assert nm.sparsity == 0.5 and nm.label == "random 2:4 50%" and not nm.dense
+    assert X.TicketSpec(sparsity=0.0).dense and X.TicketSpec(sparsity=0.0).label == "dense"
+    assert X.ticket_seed(X.TicketSpec("random", sparsity=0.8), 3) == 3
+    assert X.ticket_seed(X.TicketSpec("omp", sparsity=0.8), 3) == 0
+    grid = X.Grid([X.natural(P)], [X.TicketSpec()], ["a", "b"], [0, 1, 2])
+    assert len(grid) == len(grid.cells()) == 6
+
+
+def test_formatting():
+    assert X.pct(0.8) == "80%" and X.pct(0.005) == "0.5%" and X.pct(1.0) == "100%"
+    assert X.fmt_level("eps", 8 / 255) == "8/255" and X.fmt_level("eps", 0.0) == "0"
+    assert X.fmt_level("task", "mnist5k") == "mnist5k"
+
+
+# ----------------------------------------------------------------------------- findings
+def test_contrast_finding_claims_only_where_intervals_separate():
+    rows = _rows({
+        ("mnist5k", "natural", 0.5): [0.80, 0.81, 0.79],
+        ("mnist5k", "robust", 0.5): [0.90, 0.91, 0.89],  # separated: better
+        ("mnist5k", "natural", 0.8): [0.70, 0.80, 0.60],
+        ("mnist5k", "robust", 0.8): [0.72, 0.82, 0.62],  # overlapping: tie
+        ("digits", "natural", 0.5): [0.90, 0.91, 0.90],
+        ("digits", "robust", 0.5): [0.80, 0.81, 0.80],  # separated: worse
+    })
+    cs = X.contrasts(rows, by=("task", "sparsity"))
+    verdicts = {c.key: c.verdict for c in cs}
+    assert verdicts == {("digits", 0.5): "worse", ("mnist5k", 0.5): "better", ("mnist5k", 0.8): "tie"}
+    assert X.tally(cs) == {"better": 1, "tie": 1, "worse": 1}
+    text = X.contrast_finding(cs, "robust", "natural", ("task", "sparsity"))
+    assert "3 seeds" in text
+    assert "On mnist5k, robust beats natural at sparsity 50% (+10.0 points)" in text
+    assert "the intervals overlap at 80% (+2.0 points)" in text
+    assert "On digits, robust trails natural at sparsity 50% (-10.0 points)" in text
+
+
+def test_contrast_finding_all_ties_and_single_seed_claims_nothing():
+    rows = _rows({("t", "natural", 0.5): [0.5, 0.6], ("t", "robust", 0.5): [0.52, 0.61]})
+    text = X.contrast_finding(X.contrasts(rows), "robust", "natural", ("task", "sparsity"))
+    assert "not distinguishable at any sparsity tested" in text and "beats" not in text
+    one = _rows({("t", "natural", 0.5): [0.1], ("t", "robust", 0.5): [0.9]})
+    cs = X.contrasts(one)
+    assert cs[0].verdict == "tie"
+    text = X.contrast_finding(cs, "robust", "natural", ("task", "sparsity"))
+    assert "single seed" in text and "beats" not in text
+    assert "No configuration" in X.contrast_finding([], "robust", "natural", ("task",))
+
+
+def _est(mean, half, n=3):
+    from rtstudy.stats import Estimate
+
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+def test_sweep_finding_inverted_u_only_when_interior_best_separates_from_both_ends():
+    u = {0.0: _est(0.5, 0.01), 2 / 255: _est(0.7, 0.01), 8 / 255: _est(0.6, 0.01)}
+    assert "an inverted U" in X.sweep_finding(u) and "2/255" in X.sweep_finding(u)
+    weak = {0.0: _est(0.5, 0.2), 2 / 255: _est(0.6, 0.15), 8 / 255: _est(0.4, 0.01)}
+    text = X.sweep_finding(weak)
+    assert "not established" in text and "overlaps 0" in text and "separates from 8/255" in text
+    end = {0.0: _est(0.8, 0.01), 2 / 255: _est(0.7, 0.01), 8 / 255: _est(0.6, 0.01)}
+    assert "no interior optimum" in X.sweep_finding(end)
+    assert "no inverted U can be judged" in X.sweep_finding({0.0: _est(0.5, 0.1), 1.0: _est(0.6, 0.1)})
+
+
+# ----------------------------------------------------------------------------- stats additions
+def test_spearman_and_pearson():
+    x = [1, 2, 3, 4, 5, 6]
+    rho = spearman(x, [10, 20, 30, 40, 50, 60])
+    assert rho.r == pytest.approx(1.0) and rho.p == pytest.approx(2 / 720)
+    assert spearman(x, [6, 5, 4, 3, 2, 1]).r == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]).r == pytest.approx(0.9486833, abs=1e-6)
+    r = pearson([0, 1, 2, 3], [0, 1, 4, 9])
+    assert r.r == pytest.approx(np.corrcoef([0, 1, 2, 3], [0, 1, 4, 9])[0, 1])
+    assert "n = 6" in str(rho)
+    with pytest.raises(ValueError, match="at least 3"):
+        spearman([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="same length"):
+        pearson([1, 2, 3], [1, 2])
+    assert spearman([1, 2, 3], [5, 5, 5]).p == 1.0  # a constant has no correlation
+
+
+# ----------------------------------------------------------------------------- gap
+def test_frechet_distance_self_zero_shift_positive_and_monotone():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 16, generator=gen, dtype=torch.float64)
+    assert gap.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    near = gap.frechet_distance(a, a + 0.5)
+    far = gap.frechet_distance(a, a + 2.0)
+    assert near == pytest.approx(16 * 0.25, rel=1e-6)  # a mean shift only: |delta mu|^2
+    assert far > near > 0
+    assert gap.frechet_distance(a, 3 * a) > 0  # a scale change counts through the covariances
+    with pytest.raises(ValueError, match="same D"):
+        gap.frechet_distance(a, a[:, :8])
+    with pytest.raises(ValueError, match="at least 2"):
+        gap.frechet_distance(a[:1], a)
+
+
+def test_penultimate_features_batched_equals_unbatched_and_keeps_mode():
+    from rtstudy.models import build_model
+
+    model = build_model("resnet8", 10, in_channels=1, image_size=12, width=0.5, mean=[0.3], std=[0.4])
+    model.train()
+    x = torch.rand(37, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    f1 = gap.penultimate_features(model, x, batch_size=8)
+    f2 = gap.penultimate_features(model, x, batch_size=64)
+    assert f1.shape[0] == 37 and torch.allclose(f1, f2, atol=1e-5)
+    assert model.training  # restored
+
+
+# ----------------------------------------------------------------------------- shifted tasks
+def test_shifted_task_variants(tmp_path):
+    base = load_task("digits", root=tmp_path)
+    inv = load_task("digits:invert", root=tmp_path)
+    rot = load_task("digits:rot90", root=tmp_path, image_size=12)
+    assert inv.name == "digits:invert"
+    assert torch.allclose(inv.train_x, 1 - base.train_x) and torch.equal(inv.test_y, base.test_y)
+    assert torch.allclose(rot.test_x, torch.rot90(load_task("digits", root=tmp_path, image_size=12).test_x,
+                                                  1, (2, 3)), atol=1e-6)
+    assert "digits:invert" not in available_tasks()  # variants are a syntax, not registry entries
+    assert set(SHIFTS) >= {"invert", "rot90", "hflip", "vflip"}
+    with pytest.raises(ValueError, match="'blur'.*invert, rot90"):
+        load_task("digits:blur", root=tmp_path)
+    with pytest.raises(ValueError, match="'nope:invert'.*<task>:<shift>"):
+        load_task("nope:invert", root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- run_grid
+def test_run_grid_rows_on_the_smoke_profile_and_reuse(tmp_path):
+    from rtstudy.store import Store
+
+    P = get_profile("smoke", seeds=(0,))
+    store = Store(tmp_path / "store")
+    sources = [X.natural(P)]
+    tickets = [X.TicketSpec("omp", "unstructured", 0.5), X.TicketSpec("random", "unstructured", 0.5)]
+    transfers = [X.TransferSpec(eval_eps=P.eps_star)]
+    rows = X.run_grid(P, sources, tickets, ["digits"], [0, 1], transfers, store=store, progress=False,
+                      extra=lambda s, t, task, tr, seed: {"tag": "x"})
+    assert len(rows) == 2 * 2 * 2  # 2 tickets x 2 seeds x (test_acc, robust_acc)
+    for r in rows:
+        assert all(k in r for k in ROW_KEYS)
+        assert 0.0 <= r["value"] <= 1.0 and r["tag"] == "x" and r["source_label"] == "natural"
+        assert r["achieved_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert {r["metric"] for r in rows} == {"test_acc", "robust_acc"}
+    n_before = len(store.list("transfer"))
+    again = X.run_grid(P, sources, tickets, ["digits"], [0, 1], transfers, store=store, progress=False)
+    assert [r["value"] for r in again] == [r["value"] for r in rows]
+    assert len(store.list("transfer")) == n_before == 4
+    # OMP once (seed 0); random per seed, each with its OMP reference at that seed
+    assert len(store.list("ticket")) == 4
+    d_self = gap.domain_distance(P, X.pretrain_sources(P, sources, store=store)[sources[0]], P.source,
+                                 n=100, store=store)
+    d_inv = gap.domain_distance(P, X.pretrain_sources(P, sources, store=store)[sources[0]],
+                                f"{P.source}:invert", n=100, store=store)
+    assert 0 <= d_self < d_inv
+
+
+def test_eps_sweep_finding_names_task_best_eps_and_compares_with_natural():
+    rows = []
+    for eps, vals in ((0.0, [0.50, 0.51, 0.50]), (2 / 255, [0.70, 0.71, 0.70]), (8 / 255, [0.60, 0.61, 0.60])):
+        for seed, v in enumerate(vals):
+            rows.append(row("mnist5k", "natural" if eps == 0 else "robust", eps, "omp", "unstructured",
+                            0.8, seed, "test_acc", v))
+    text = X.eps_sweep_finding(rows)
+    assert text.startswith("On mnist5k at 80% sparsity: the best ε is 2/255")
+    assert "an inverted U" in text and "ε = 2/255 beats natural (ε = 0)" in text
