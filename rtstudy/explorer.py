@@ -84,13 +84,16 @@ FIGURES = ("masks", "sparsity", "iou", "channels", "transfer")
 MAX_CELLS = 60_000  # heatmap cells per panel before blocks are pooled (resnet8 never pools)
 
 
+@functools.lru_cache(maxsize=1)
 def figure_widgets_available() -> bool:
-    """Whether ``go.FigureWidget`` works here (plotly >= 6 needs the ``anywidget`` package)."""
-    try:
-        go.FigureWidget()
-    except ImportError:
-        return False
-    return True
+    """Whether ``go.FigureWidget`` works here (plotly >= 6 needs the ``anywidget`` package).
+
+    Checked without making a widget: a throw-away FigureWidget would still be recorded in
+    the notebook's widget state (5 MB of plotly's front end each).
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("anywidget") is not None
 
 
 # Where the page serves plotly's FigureWidget front end (a URL relative to the page); set by

@@ -229,6 +229,8 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                 futures = {exp: pool.submit(one, exp, src) for exp, src in order}
                 results = {exp: f.result() for exp, f in futures.items()}
         summary["experiments"] = {exp: results[exp] for exp, _ in order}
+        if only:
+            _carry_over(out, staging, summary, keep_out=set(only))
     except BaseException:
         log(f"[report] FAILED; the previous report in {out} is left as it was. "
             f"Partial outputs: {staging}")
@@ -236,13 +238,34 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     finally:
         os.environ.clear()
         os.environ.update(old_env)
-    summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 1)  # of this run only
     copy_plotly_js(staging)
     atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
     write_index(staging, summary)
     _swap_in(staging, out, keep=[p for p in ("paper", "bench.json", "README.md") if (out / p).exists()])
     log(f"[report] wrote {out}/index.html and summary.json in {summary['wall_seconds']:.0f} s")
     return summary
+
+
+def _carry_over(out: Path, staging: Path, summary: dict, keep_out: set[str]) -> None:
+    """With ``--only``: keep the previous report's other experiments (same profile only)."""
+    old_file = out / "summary.json"
+    if not old_file.exists():
+        return
+    old = json.loads(old_file.read_text())
+    if old.get("profile") != summary["profile"]:
+        return
+    merged = {}
+    for exp in EXPERIMENTS:
+        if exp in summary["experiments"]:
+            merged[exp] = summary["experiments"][exp]
+        elif exp in old["experiments"] and exp not in keep_out:
+            info = old["experiments"][exp]
+            for name in (info["notebook"], info["html"], f"results/{exp}.json"):
+                if (out / name).exists():
+                    shutil.copy2(out / name, staging / name)
+            merged[exp] = info
+    summary["experiments"] = merged
 
 
 def _swap_in(staging: Path, out: Path, keep: list[str]) -> None:

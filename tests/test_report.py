@@ -73,3 +73,16 @@ def test_record_rejects_bad_input():
     with pytest.raises(ValueError, match="lacks"):
         record("E1", [{"task": "t"}], "found", {}, None)
     assert record("E1", [row("t", "natural", 0, "omp", "nm", 0.5, 0, "test_acc", 0.5)], "f", {}, None)["rows"]
+
+
+def test_only_reruns_one_experiment_and_keeps_the_others(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_main.ipynb", GOOD)
+    _notebook(nbs / "02_eps.ipynb", GOOD.replace('"E1"', '"E2"'))
+    build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+    summary = build_report("smoke", tmp_path / "out", only=["E2"], notebooks_dir=nbs, log=lambda *_: None)
+    assert set(summary["experiments"]) == {"E1", "E2"}
+    assert (tmp_path / "out" / "01_main.html").exists() and (tmp_path / "out" / "02_eps.html").exists()
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(saved["experiments"]) == {"E1", "E2"}
