@@ -25,15 +25,6 @@ from rtstudy.attacks import (
 LINF_EPS, L2_EPS = 0.1, 0.5  # budgets where the tiny CNN keeps ~50% robust accuracy
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny 8x8 models: one thread is as fast alone and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup():
     """(model, x, y, x_test, y_test): a tiny CNN trained on 8x8 digits; x, y: 1,000 digits."""

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from rtstudy import masks, tickets
 from rtstudy.explorer import (
@@ -39,7 +38,6 @@ SMOKE = get_profile("smoke")
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    torch.set_num_threads(1)
     store = Store(tmp_path_factory.mktemp("explorer-store"))
     natural = pretrain(SMOKE, 0.0, store=store, progress=False)
     robust = pretrain(SMOKE, SMOKE.eps_star, store=store, progress=False)

@@ -12,16 +12,6 @@ from rtstudy import masks, slim, tickets
 from rtstudy.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core box the
-    thread pool's spinning makes them ~50x slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
     """Non-trivial BN statistics and affine terms, so a missed BN shows up."""
     gen = torch.Generator().manual_seed(seed)

@@ -14,16 +14,6 @@ from rtstudy import masks, tickets
 from rtstudy.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core box the
-    thread pool's spinning makes them ~50x slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(seed: int = 0, name: str = "resnet8"):
     return build_model(name, 10, in_channels=1, image_size=28, width=1, seed=seed)
 
