@@ -41,7 +41,7 @@ def _system_data(session: nox.Session) -> None:
 
 def _browser(session: nox.Session) -> None:
     if shutil.which("chromium") is None:
-        _apt_install(session, ["chromium", "chromium-driver"])
+        _apt_install(session, ["chromium"])
 
 
 @nox.session(python=PYTHON)

@@ -433,7 +433,8 @@ def contrast_finding(cs: Sequence[Contrast], a_name: str, b_name: str, by: Seque
             else:
                 bits.append(f"the intervals overlap at {_join([where(c) for c in tie])} ({span} points)")
         parts.append(prefix + "; ".join(bits) + ".")
-    return f"{metric_name[0].upper()}{metric_name[1:]}, mean over {seeds}, 95% CIs: " + " ".join(parts)
+    return (f"{metric_name[0].upper()}{metric_name[1:]}, mean over {seeds} of finetuning "
+            f"(one pretrained source model each), 95% CIs: " + " ".join(parts))
 
 
 def tally(cs: Sequence[Contrast]) -> dict[str, int]:
@@ -463,7 +464,12 @@ def sweep_finding(est: dict[float, Estimate], *, name: str = "ε", fmt=None, whe
     lo, hi = est[xs[0]], est[xs[-1]]
     if best in (xs[0], xs[-1]):
         end = "smallest" if best == xs[0] else "largest"
-        return s + f", the {end} value tested: no interior optimum (no inverted U) here."
+        other = lo if best == xs[-1] else hi
+        if compare(e, other) == "better":
+            return s + (f", the {end} value tested, and it separates from the other end ({other}): "
+                        f"no interior optimum (no inverted U) here.")
+        return s + (f", the {end} value tested, but its interval overlaps the other end ({other}): "
+                    f"the means show no inverted U, and the intervals do not rule one out.")
     v_lo, v_hi = compare(e, lo), compare(e, hi)
     if v_lo == "better" and v_hi == "better":
         return s + (f", interior, and its interval separates from both ends ({name} {fmt(xs[0])}: "

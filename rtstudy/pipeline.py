@@ -101,6 +101,7 @@ def source_config(profile: Profile, eps: float, *, kind: str | None = None, norm
         "attack": attack.to_dict(),
         "eval_attack": profile.eval_attack(eps, norm=attack.norm).to_dict() if eps > 0 else None,
         "robust_n": profile.robust_n,
+        "test_n": profile.test_n,
         "seed": seed,
     }
 
@@ -156,7 +157,8 @@ def robust_eval_of_source(source: Source, profile: Profile, eps: float, norm: st
     """Clean and PGD accuracy of a source model on S's test set at any eps; stored."""
     store = store or Store()
     attack = profile.eval_attack(eps, norm=norm)
-    config = {"source": source.artifact.key, "attack": attack.to_dict(), "robust_n": profile.robust_n}
+    config = {"source": source.artifact.key, "attack": attack.to_dict(), "robust_n": profile.robust_n,
+              "test_n": profile.test_n}
 
     def compute(b: Builder) -> None:
         data = profile_task(profile, profile.source)
@@ -200,9 +202,9 @@ def ticket_config(source: Source, scheme: str, pattern: str, sparsity: float, *,
         config.update(n=n, m=m)
     if scheme.startswith("imp"):
         config.update(rate=profile.imp_rate, epochs=profile.imp_epochs)
-    if scheme == "imp_target":
+    if scheme == "imp_target":  # round 0 prunes the weights finetuned on T, not the pretrained ones
         config.update(target=target, finetune=profile.finetune.to_dict(),
-                      target_fraction=profile.target_fraction)
+                      target_fraction=profile.target_fraction, train_first=True)
     return config
 
 
@@ -211,6 +213,8 @@ def draw_ticket(profile: Profile, source: Source, scheme: str, pattern: str, spa
                 store: Store | None = None, progress: bool | None = None) -> Ticket:
     """A mask by scheme x pattern x sparsity from ``source``; stored (IMP round by round)."""
     store = store or Store()
+    check_choice("scheme", scheme, tickets.SCHEMES)
+    check_choice("pattern", pattern, tickets.PATTERNS)
     if sparsity == 0 and pattern != "nm":
         return DENSE
     config = ticket_config(source, scheme, pattern, sparsity, target=target, seed=seed, n=n, m=m,
@@ -268,7 +272,8 @@ def _imp(profile: Profile, source: Source, model: Classifier, config: dict, stor
     if start is not None:
         model.load_state_dict(rewind)
     for r, mask in tickets.imp(model, config["pattern"], config["sparsity"], rate=config["rate"],
-                               retrain=retrain, rewind_state=rewind, start=start, **kw):
+                               retrain=retrain, rewind_state=rewind, start=start,
+                               train_first=config.get("train_first", False), **kw):
         store.get_or_create("imp_round", {**config, "round": r},
                             lambda b, mask=mask, r=r: (b.save("mask", mask),
                                                        b.metrics.update(round=r, sparsity=masks_mod.sparsity(mask))))

@@ -173,7 +173,7 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                  store: str | None = None, jobs: int = 1, prefetch: bool = False, log=print) -> dict:
     """Run the notebooks into ``out`` and return the summary (see module doc).
 
-    ``jobs`` notebooks run at once (each kernel with ``8 // jobs`` or fewer threads);
+    ``jobs`` notebooks run at once (each kernel with ``cpu_count // jobs`` threads);
     ``prefetch`` pretrains every source model first, ``jobs`` at a time.
     """
     check_choice("profile", profile, PROFILES)

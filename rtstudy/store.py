@@ -194,6 +194,8 @@ class Store:
         """Every finished artifact of a kind (unordered)."""
         out = []
         for meta_file in sorted((self.root / kind).glob("*/meta.json")):
+            if meta_file.parent.name.startswith("."):  # a build in progress or a killed one
+                continue
             try:
                 meta = json.loads(meta_file.read_text())
             except json.JSONDecodeError:

@@ -139,6 +139,9 @@ def test_sweep_finding_inverted_u_only_when_interior_best_separates_from_both_en
     assert "not established" in text and "overlaps 0" in text and "separates from 8/255" in text
     end = {0.0: _est(0.8, 0.01), 2 / 255: _est(0.7, 0.01), 8 / 255: _est(0.6, 0.01)}
     assert "no interior optimum" in X.sweep_finding(end)
+    end_overlap = {0.0: _est(0.65, 0.1), 2 / 255: _est(0.62, 0.01), 8 / 255: _est(0.6, 0.1)}
+    text = X.sweep_finding(end_overlap)
+    assert "no interior optimum" not in text and "do not rule one out" in text
     assert "no inverted U can be judged" in X.sweep_finding({0.0: _est(0.5, 0.1), 1.0: _est(0.6, 0.1)})
 
 

@@ -113,6 +113,8 @@ def test_imp_resumes_from_last_round(setup, monkeypatch):
     (dict(sparsity=1.0), "1.0"),
     (dict(sparsity=-0.1), "-0.1"),
     (dict(scheme="imp_target"), "target"),
+    (dict(scheme="magic", sparsity=0.0), "magic"),
+    (dict(pattern="diagonal", sparsity=0.0), "diagonal"),
 ])
 def test_bad_ticket_requests(setup, kwargs, match):
     profile, store, natural, _ = setup

@@ -81,3 +81,12 @@ def test_corrupt_meta_is_a_clear_error(tmp_path):
     (a.path / "meta.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt"):
         store.get("thing", {"a": 1})
+
+
+def test_list_ignores_builds_in_progress(tmp_path):
+    store = Store(tmp_path)
+    store.get_or_create("thing", {"a": 1}, lambda b: None)
+    leftover = tmp_path / "thing" / ".deadbeef.tmp-x"  # a killed build that wrote meta.json
+    leftover.mkdir()
+    (leftover / "meta.json").write_text('{"config": {}}')
+    assert [a.path.name.startswith(".") for a in store.list("thing")] == [False]
