@@ -141,7 +141,7 @@ if data.sources:
     star = data.default_source()
     mid = [s for s in summary if s["source"] == star.label and s["pattern"] == "unstructured"]
     if mid:
-        pick = min(mid, key=lambda s: abs(s["sparsity"] - 0.8))
+        pick = min(mid, key=lambda s: abs(s["sparsity"] - data.profile.fixed_sparsities[0]))
         names = [short_name(k) for k in pick["layer_sparsity_diff"]]
         layer_fig.add_trace(go.Bar(x=names, y=[100 * v for v in pick["layer_sparsity_diff"].values()],
                                    marker_color=plots.COLORS["robust"]))
@@ -154,7 +154,7 @@ if data.sources:
 chan = [s for s in summary if data.sources and s["source"] == data.default_source().label
         and s["pattern"] == "channel" and s.get("filters_alive")]
 if chan:
-    pick = min(chan, key=lambda s: abs(s["sparsity"] - 0.8))
+    pick = min(chan, key=lambda s: abs(s["sparsity"] - data.profile.fixed_sparsities[0]))
     names = [short_name(k) for k in pick["filters_alive"]]
     alive = list(pick["filters_alive"].values())
     chan_fig = go.Figure([

@@ -1113,7 +1113,16 @@ def anatomy(data: ExplorerData, *, scheme: str = "omp", patterns: Sequence[str] 
         return rows, summary
     nat = data.natural
     task = nat.artifact.config["task"]
-    for src in data.sources:
+    # the report's numbers come from the profile's own source models, not whatever else is stored
+    from rtstudy.store import config_hash
+
+    profile_keys = {config_hash("source", source_config(data.profile, **spec))
+                    for spec in data.profile.source_specs()}
+    if profile_keys & set(data.by_key):
+        sources = [s for s in data.sources if s.key in profile_keys]
+    else:
+        sources = data.sources
+    for src in sources:
         if src.key == nat.key:
             continue
         for pattern in patterns:
@@ -1202,15 +1211,18 @@ def anatomy_finding(summary: list[dict], data: ExplorerData) -> str:
                 f"{_pct([s['sparsity'] for s in main])} sparsity, vs {', '.join(f'{r:.2f}' for r in rnd)} "
                 f"expected for two random masks of the same per-layer sparsities")
         if above and ratios:
+            how = "far more than" if min(ratios) >= 1.5 else "more than"
+            differ = max(s["hamming"] for s in main)
+            same = (f"yet they are not the same subnetwork ({differ:.1%} of the weights differ at the "
+                    f"highest sparsity)" if differ > 0 else "and they are the same subnetwork")
             text += (f" ({min(ratios):.1f}–{max(ratios):.1f}× chance, and above every drawn pair of "
-                     f"random tickets): robust and natural tickets share far more than chance, yet "
-                     f"they are not the same subnetwork ({max(s['hamming'] for s in main):.1%} of "
-                     f"the weights differ at the highest sparsity).")
+                     f"random tickets): robust and natural tickets share {how} chance, {same}.")
         else:
             text += (" — not above every drawn pair of random tickets, so the overlap is not clearly "
                      "more than chance.")
         parts.append(text)
-        mid = min(main, key=lambda s: abs(s["sparsity"] - 0.8))
+        focus = (data.profile.fixed_sparsities or (0.8,))[0]
+        mid = min(main, key=lambda s: abs(s["sparsity"] - focus))
         layer, diff = max(mid["layer_sparsity_diff"].items(), key=lambda kv: abs(kv[1]))
         parts.append(
             f"At {mid['sparsity']:.0%} sparsity the per-layer sparsities differ most in {short_name(layer)}: "

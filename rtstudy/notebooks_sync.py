@@ -45,12 +45,15 @@ def out_of_step(notebooks_dir: Path = NOTEBOOKS) -> list[str]:
 
 
 def sync(notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
-    """Write each ``.ipynb`` from its ``.py`` twin (outputs dropped, kernelspec set)."""
+    """Write each ``.ipynb`` that differs from its ``.py`` twin (outputs dropped, kernelspec set)."""
     import jupytext
 
     written = []
     for py in sorted(notebooks_dir.glob("*.py")):
         nb = jupytext.read(py)
+        ipynb = py.with_suffix(".ipynb")
+        if ipynb.exists() and _cells(jupytext.read(ipynb)) == _cells(nb):
+            continue  # in step: leave it (and its cell ids) alone
         nb.metadata["kernelspec"] = dict(KERNELSPEC)
         nb.metadata.setdefault("language_info", {"name": "python"})
         nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
