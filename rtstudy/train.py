@@ -221,35 +221,3 @@ def train(
     model.eval()
     return history
 
-
-def train_step_timer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                     *, repeats: int = 10, device: torch.device | str | None = None,
-                     optimizer: torch.optim.Optimizer | None = None) -> float:
-    """Median seconds of one training step (attack included) on one batch: for benchmarks."""
-    device = torch.device(device) if device is not None else default_device()
-    model.to(device)
-    x, y = x.to(device), y.to(device)
-    optimizer = optimizer or make_optimizer(model.parameters(), cfg)
-    adversarial = cfg.attack.kind != "none" and cfg.attack.eps > 0
-    times = []
-    for i in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        xb = x
-        if adversarial:
-            model.eval()
-            with _autocast(device, cfg.amp):
-                xb = perturb(model, x, y, cfg.attack)
-        model.train()
-        with _autocast(device, cfg.amp):
-            loss = F.cross_entropy(model(xb).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:  # warm-up steps are not timed
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
