@@ -70,9 +70,7 @@ display(Markdown(X.markdown_table(rows, ["task", "sparsity"], "source")))
 cs = X.contrasts(rows, by=("task", "sparsity"))
 finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
                              ("task", "sparsity"))
-t = X.tally(cs)
-finding += (f" Overall: robust better in {t['better']}, indistinguishable in {t['tie']}, worse in "
-            f"{t['worse']} of {len(cs)} (task, sparsity) cells.")
+finding += X.tally_sentence(cs, "Overall", "(task, sparsity)", subject="robust")
 display(Markdown(f"**Finding.** {finding}"))
 recorded = record("E1", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "sparsities": sparsities, "seeds": seeds,

@@ -67,10 +67,8 @@ cs = X.contrasts(rows, by=("task", "pattern_label"), scheme="omp")
 finding = X.contrast_finding(cs, f"the robust ({robust_name}) OMP ticket", "the natural one",
                              ("task", "pattern"))
 sanity = X.contrasts(rows, factor="scheme", a="omp", b="random", by=("task", "source", "pattern_label"))
-t = X.tally(sanity)
-finding += (f" Sanity check, OMP vs random tickets at the same per-layer sparsity: OMP better in "
-            f"{t['better']}, indistinguishable in {t['tie']}, worse in {t['worse']} of {len(sanity)} "
-            "(task, source, pattern) cells.")
+finding += X.tally_sentence(sanity, "Sanity check, OMP vs random tickets at the same per-layer sparsity",
+                            "(task, source, pattern)", subject="OMP")
 display(Markdown(f"**Finding.** {finding}"))
 recorded = record("E3", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "patterns": patterns, "nm": list(nm), "seeds": seeds,

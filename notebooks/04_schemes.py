@@ -65,10 +65,8 @@ if "random" in schemes:
     drawn = [s for s in schemes if s != "random"]
     sanity = [c for s in drawn for c in X.contrasts(rows, factor="scheme", a=s, b="random",
                                                     by=("task", "source"))]
-    t = X.tally(sanity)
-    finding += (f" Sanity check, drawn ({', '.join(drawn)}) vs random tickets: better in {t['better']}, "
-                f"indistinguishable in {t['tie']}, worse in {t['worse']} of {len(sanity)} "
-                "(scheme, task, source) cells.")
+    finding += X.tally_sentence(sanity, f"Sanity check, drawn ({', '.join(drawn)}) vs random tickets",
+                                "(scheme, task, source)")
 display(Markdown(f"**Finding.** {finding}"))
 recorded = record("E4", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "schemes": schemes, "seeds": seeds, "imp_rate": P.imp_rate,

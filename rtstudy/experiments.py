@@ -437,6 +437,14 @@ def contrast_finding(cs: Sequence[Contrast], a_name: str, b_name: str, by: Seque
             f"(one pretrained source model each), 95% CIs: " + " ".join(parts))
 
 
+def tally_sentence(cs: Sequence, lead: str, cells: str, subject: str = "") -> str:
+    """`` {lead}: {subject} better in B, indistinguishable in T, worse in W of N {cells} cells.``"""
+    t = tally(cs)
+    who = f"{subject} " if subject else ""
+    return (f" {lead}: {who}better in {t['better']}, indistinguishable in {t['tie']}, worse in "
+            f"{t['worse']} of {len(cs)} {cells} cells.")
+
+
 def tally(cs: Sequence[Contrast]) -> dict[str, int]:
     """How many configurations are better / tie / worse."""
     out = {"better": 0, "tie": 0, "worse": 0}

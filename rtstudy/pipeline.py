@@ -329,15 +329,11 @@ def transfer(profile: Profile, source: Source, ticket: Ticket, target: str, *, r
         ev_attack = AttackConfig.from_dict(config["eval_attack"]) if config["eval_attack"] else None
         ev = EvalSet(tx, ty, ev_attack, profile.robust_n)
         t0 = time.perf_counter()
-        if regime == "finetune":
-            if ticket.mask is not None:
-                masks_mod.apply_mask(model, ticket.mask)
+        handle = masks_mod.apply_mask(model, ticket.mask) if ticket.mask is not None else None
+        if regime == "finetune":  # the mask stays fixed: re-applied after every optimiser step
             train(model, x, y, cfg, seed=seed, device=device, eval_set=None, progress=progress,
-                  on_optimizer=(lambda opt: masks_mod.apply_mask(model, ticket.mask, opt))
-                  if ticket.mask is not None else None)
+                  on_optimizer=handle.attach if handle is not None else None)
         else:
-            if ticket.mask is not None:
-                masks_mod.apply_mask(model, ticket.mask)
             linear_probe(model, x, y, cfg, seed=seed, device=device, progress=progress)
         b.metrics.update(evaluate(model, ev, device))
         b.metrics["train_seconds"] = round(time.perf_counter() - t0, 3)

@@ -246,3 +246,13 @@ def test_eps_sweep_finding_names_task_best_eps_and_compares_with_natural():
     text = X.eps_sweep_finding(rows)
     assert text.startswith("On mnist5k at 80% sparsity: the best ε is 2/255")
     assert "an inverted U" in text and "ε = 2/255 beats natural (ε = 0)" in text
+
+
+
+def test_tally_sentence_counts_each_verdict():
+    hi, lo, wide = _est(0.9, 0.01), _est(0.5, 0.01), _est(0.7, 0.3)
+    cs = [X.Contrast(("a",), hi, lo), X.Contrast(("b",), hi, lo), X.Contrast(("c",), lo, hi),
+          X.Contrast(("d",), wide, hi)]
+    assert X.tally_sentence(cs, "Overall", "(task)", subject="robust") == (
+        " Overall: robust better in 2, indistinguishable in 1, worse in 1 of 4 (task) cells.")
+    assert X.tally_sentence(cs[:1], "Sanity", "(x)").startswith(" Sanity: better in 1,")
