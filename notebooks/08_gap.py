@@ -13,7 +13,7 @@
 #
 # **Question.** The paper reports larger gains from robust tickets when the target is
 # farther from the source. Here the gap is *measured*: the Fréchet distance between the
-# natural source model's penultimate features of S and of T (`rtstudy.gap`; a few
+# natural source model's penultimate features of S and of T (`rtstudy.vision.gap`; a few
 # hundred images each). The targets are the profile's tasks, domain-shifted variants of
 # them (e.g. inverted or rotated digits, offline), and the source task itself (distance
 # ≈ 0). Per target we compare the robust − natural gain at a fixed sparsity with the
@@ -24,11 +24,12 @@
 from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
-from rtstudy import gap, plots
+from rtstudy import plots
+from rtstudy.core.stats import describe, pearson, spearman
 from rtstudy.pipeline import profile_task
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
-from rtstudy.stats import describe, pearson, spearman
+from rtstudy.vision import gap
 
 # %% tags=["parameters"]
 profile = "default"

@@ -36,6 +36,7 @@ import torch
 from IPython.display import HTML, display
 
 from rtstudy import plots, results
+from rtstudy.core.store import Store
 from rtstudy.explorer import (
     ExplorerData,
     MaskExplorer,
@@ -47,7 +48,6 @@ from rtstudy.explorer import (
     summary_table,
 )
 from rtstudy.pipeline import eps_label
-from rtstudy.store import Store
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: which stored source family to analyse

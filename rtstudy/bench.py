@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rtstudy.attacks import AttackConfig, perturb
-from rtstudy.masks import apply_mask
-from rtstudy.models import build_model
+from rtstudy.core.masks import apply_mask
+from rtstudy.core.store import atomic_write_text
+from rtstudy.core.tickets import omp
 from rtstudy.profiles import get_profile
-from rtstudy.store import atomic_write_text
-from rtstudy.tickets import omp
-from rtstudy.train import TrainConfig, make_optimizer
+from rtstudy.vision.attacks import AttackConfig, perturb
+from rtstudy.vision.models import build_model
+from rtstudy.vision.train import TrainConfig, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def bench_attacks_and_training(profile, device, repeats: int, batch: int) -> dic
 
 def bench_slim(device, repeats: int) -> dict:
     """Inference latency of a 50% channel ticket exported as a smaller network vs dense."""
-    from rtstudy.slim import count_macs, latency, slim_channel_ticket
+    from rtstudy.vision.slim import count_macs, latency, slim_channel_ticket
 
     model = build_model("resnet20", 10, in_channels=3, image_size=32, width=2.0, seed=0).to(device).eval()
     mask = omp(model, "channel", 0.5)

@@ -13,7 +13,7 @@ Rows have the columns of ``rtstudy.results.ROW_KEYS`` plus the extras named in
 :func:`run_grid`. :func:`seed_groups` and :func:`estimates` turn rows into
 per-configuration seed groups and 95% intervals; :func:`contrasts` and
 :func:`contrast_finding` turn those into sentences that claim "beats" only where the
-intervals separate (``rtstudy.stats.compare``).
+intervals separate (``rtstudy.core.stats.compare``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rtstudy import pipeline
+from rtstudy.core.stats import Estimate, compare, mean_ci
+from rtstudy.core.store import Store
 from rtstudy.profiles import Profile
 from rtstudy.results import row as make_row
-from rtstudy.stats import Estimate, compare, mean_ci
-from rtstudy.store import Store
 
 NATURAL, ROBUST = "natural", "robust"
 _FLOAT_TOL = 1e-9
@@ -197,7 +197,7 @@ def source_table(profile: Profile, sources: Sequence[SourceSpec], *, store: Stor
 def _progress_enabled(progress: bool | None) -> bool:
     if progress is not None:
         return progress
-    from rtstudy.train import default_progress
+    from rtstudy.vision.train import default_progress
 
     return default_progress()
 
@@ -626,7 +626,7 @@ def gain_distance_figure(cs: dict[str, Contrast], dist: dict[str, float], *, tit
 def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where) -> str:
     """E2: per (task, sparsity), where the best source eps lies (:func:`sweep_finding`) and how
     the best robust source compares with the natural one (eps 0)."""
-    from rtstudy.stats import describe
+    from rtstudy.core.stats import describe
 
     parts = []
     for task in levels(rows, "task", metric=metric, **where):

@@ -64,13 +64,13 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from rtstudy import masks as masks_mod
-from rtstudy import tickets
-from rtstudy.checks import check_choice
+from rtstudy.core import masks as masks_mod
+from rtstudy.core import tickets
+from rtstudy.core.checks import check_choice
+from rtstudy.core.stats import mean_ci
+from rtstudy.core.store import Artifact, Store, canonical_json
 from rtstudy.pipeline import Source, eps_label, load_model, source_config
 from rtstudy.profiles import Profile, get_profile
-from rtstudy.stats import mean_ci
-from rtstudy.store import Artifact, Store, canonical_json
 
 SCHEMES = tickets.SCHEMES
 PATTERNS = tickets.PATTERNS
@@ -1114,7 +1114,7 @@ def anatomy(data: ExplorerData, *, scheme: str = "omp", patterns: Sequence[str] 
     nat = data.natural
     task = nat.artifact.config["task"]
     # the report's numbers come from the profile's own source models, not whatever else is stored
-    from rtstudy.store import config_hash
+    from rtstudy.core.store import config_hash
 
     profile_keys = {config_hash("source", source_config(data.profile, **spec))
                     for spec in data.profile.source_specs()}

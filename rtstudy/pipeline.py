@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from rtstudy import masks as masks_mod
-from rtstudy import tickets
-from rtstudy.attacks import AttackConfig
-from rtstudy.checks import check_choice, check_range
-from rtstudy.data import TaskData, load_task
-from rtstudy.models import Classifier, build_model, load_state, model_from_spec
+from rtstudy.core import masks as masks_mod
+from rtstudy.core import tickets
+from rtstudy.core.checks import check_choice, check_range
+from rtstudy.core.store import Artifact, Builder, Store
 from rtstudy.profiles import Profile
-from rtstudy.store import Artifact, Builder, Store
-from rtstudy.train import EvalSet, TrainConfig, default_device, evaluate, train
+from rtstudy.vision.attacks import AttackConfig
+from rtstudy.vision.data import TaskData, load_task
+from rtstudy.vision.models import Classifier, build_model, load_state, model_from_spec
+from rtstudy.vision.train import EvalSet, TrainConfig, default_device, evaluate, train
 
 REGIMES = ("finetune", "probe")
 
@@ -44,7 +44,7 @@ def profile_task(profile: Profile, name: str) -> TaskData:
 def _subset(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
     if fraction >= 1.0:
         return x, y
-    from rtstudy.data import stratified_subset
+    from rtstudy.vision.data import stratified_subset
 
     idx = stratified_subset(y, fraction, seed)
     return x[idx], y[idx]

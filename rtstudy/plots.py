@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from rtstudy.stats import mean_ci
+from rtstudy.core.stats import mean_ci
 
 COLORS = {"natural": "#1f77b4", "robust": "#d62728", "random": "#7f7f7f"}
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]

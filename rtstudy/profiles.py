@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from rtstudy.attacks import AttackConfig
-from rtstudy.checks import check_choice
-from rtstudy.train import TrainConfig
+from rtstudy.core.checks import check_choice
+from rtstudy.vision.attacks import AttackConfig
+from rtstudy.vision.train import TrainConfig
 
 PROFILES = ("smoke", "default", "paper")
 
@@ -23,7 +23,7 @@ class Profile:
     name: str  # "smoke" | "default" | "paper"
     source: str  # source task S
     targets: tuple[str, ...]  # downstream tasks T
-    model: str  # architecture (rtstudy.models.MODELS)
+    model: str  # architecture (rtstudy.vision.models.MODELS)
     width: float  # width multiplier (CIFAR ResNets)
     image_size: int  # every task is resized to this
     channels: int  # every task is converted to this many channels

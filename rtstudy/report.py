@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from rtstudy.checks import check_choice
+from rtstudy.core.checks import check_choice
+from rtstudy.core.store import atomic_write_text
 from rtstudy.profiles import PROFILES
 from rtstudy.results import EXPERIMENTS
-from rtstudy.store import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

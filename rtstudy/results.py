@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from rtstudy.store import atomic_write_text
+from rtstudy.core.store import atomic_write_text
 
 ROW_KEYS = ("task", "source", "eps", "scheme", "pattern", "sparsity", "seed", "metric", "value")
 EXPERIMENTS = {

@@ -10,7 +10,7 @@ import torch
 import torchattacks
 from _tiny_models import digits, train_tiny_cnn
 
-from rtstudy.attacks import (
+from rtstudy.vision.attacks import (
     AttackConfig,
     L2Threat,
     LinfThreat,

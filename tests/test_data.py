@@ -1,4 +1,4 @@
-"""Tests for rtstudy.data: real offline data where cheap, tiny on-disk fixtures otherwise."""
+"""Tests for rtstudy.vision.data: real offline data where cheap, tiny on-disk fixtures otherwise."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from rtstudy import data as D
-from rtstudy.data import (
+from rtstudy.vision import data as D
+from rtstudy.vision.data import (
     NORMALIZATION,
     TaskData,
     augment_flip_crop,

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from rtstudy import experiments as X
-from rtstudy import gap
-from rtstudy.data import SHIFTS, available_tasks, load_task
+from rtstudy.core.stats import pearson, spearman
 from rtstudy.profiles import get_profile
 from rtstudy.results import ROW_KEYS, row
-from rtstudy.stats import pearson, spearman
+from rtstudy.vision import gap
+from rtstudy.vision.data import SHIFTS, available_tasks, load_task
 
 
 def _rows(values: dict[tuple[str, str, float], list[float]], metric: str = "test_acc") -> list[dict]:
@@ -126,7 +126,7 @@ def test_contrast_finding_all_ties_and_single_seed_claims_nothing():
 
 
 def _est(mean, half, n=3):
-    from rtstudy.stats import Estimate
+    from rtstudy.core.stats import Estimate
 
     return Estimate(mean, mean - half, mean + half, n)
 
@@ -179,7 +179,7 @@ def test_frechet_distance_self_zero_shift_positive_and_monotone():
 
 
 def test_penultimate_features_batched_equals_unbatched_and_keeps_mode():
-    from rtstudy.models import build_model
+    from rtstudy.vision.models import build_model
 
     model = build_model("resnet8", 10, in_channels=1, image_size=12, width=0.5, mean=[0.3], std=[0.4])
     model.train()
@@ -209,7 +209,7 @@ def test_shifted_task_variants(tmp_path):
 
 # ----------------------------------------------------------------------------- run_grid
 def test_run_grid_rows_on_the_smoke_profile_and_reuse(tmp_path):
-    from rtstudy.store import Store
+    from rtstudy.core.store import Store
 
     P = get_profile("smoke", seeds=(0,))
     store = Store(tmp_path / "store")

@@ -12,7 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from rtstudy import masks, tickets
+from rtstudy.core import masks, tickets
+from rtstudy.core.stats import mean_ci
+from rtstudy.core.store import Store
 from rtstudy.explorer import (
     BOTH_KEPT,
     BOTH_PRUNED,
@@ -30,8 +32,6 @@ from rtstudy.explorer import (
 from rtstudy.pipeline import draw_ticket, load_model, pretrain, transfer
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
-from rtstudy.stats import mean_ci
-from rtstudy.store import Store
 
 SMOKE = get_profile("smoke")
 

@@ -113,9 +113,9 @@ def test_standalone_page_in_chromium(tmp_path):
         # the page reads the store only when it is opened: build it while the server starts
         import torch
 
+        from rtstudy.core.store import Store
         from rtstudy.pipeline import pretrain
         from rtstudy.profiles import get_profile
-        from rtstudy.store import Store
 
         torch.set_num_threads(1)
         profile = get_profile("smoke")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rtstudy import masks, tickets
-from rtstudy.models import build_model
+from rtstudy.core import masks, tickets
+from rtstudy.vision.models import build_model
 
 
 def _model(seed: int = 0):
@@ -119,7 +119,7 @@ def test_load_corrupt_truncated_and_misfit(tmp_path):
     other = build_model("resnet8", 10, in_channels=1, image_size=28, width=2)
     with pytest.raises(ValueError, match=r"net.layer1.0.conv1.weight: mask \(16, 16, 3, 3\) vs model \(32, 32, 3, 3\)"):
         masks.load_mask(path, other)
-    from rtstudy.store import save_tensors
+    from rtstudy.core.store import save_tensors
 
     floaty = tmp_path / "float.safetensors"
     save_tensors(floaty, {k: v.float() for k, v in mask.items()})

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rtstudy.models import (
+from rtstudy.vision.models import (
     MODELS,
     build_model,
     load_robustness_checkpoint,

@@ -85,7 +85,7 @@ def test_summary_has_every_experiment_with_rows_and_a_finding(report):
 def test_findings_are_computed_from_the_numbers(report):
     _, summary = report
     ex = summary["experiments"]
-    # sentences built from the numbers carry numbers and the CI language of rtstudy.stats
+    # sentences built from the numbers carry numbers and the CI language of rtstudy.core.stats
     for exp in ("E1", "E3", "E4", "E6", "E7", "E9"):
         if exp in ex:
             assert "95% CI" in ex[exp]["finding"], exp

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from rtstudy import pipeline
+from rtstudy.core.store import Store
 from rtstudy.pipeline import DENSE, draw_ticket, pretrain, transfer
 from rtstudy.profiles import get_profile
-from rtstudy.store import Store
 
 
 @pytest.fixture(scope="module")

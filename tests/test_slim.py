@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rtstudy import masks, slim, tickets
-from rtstudy.models import build_model
+from rtstudy.core import masks, tickets
+from rtstudy.vision import slim
+from rtstudy.vision.models import build_model
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:

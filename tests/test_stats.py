@@ -1,6 +1,6 @@
 import pytest
 
-from rtstudy.stats import compare, describe, mean_ci
+from rtstudy.core.stats import compare, describe, mean_ci
 
 
 def test_mean_ci_matches_student_t():

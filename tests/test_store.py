@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from rtstudy.store import Store, config_hash, load_tensors, save_tensors
+from rtstudy.core.store import Store, config_hash, load_tensors, save_tensors
 
 
 def test_same_config_same_key_any_order():

@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import prune
 
-from rtstudy import masks, tickets
-from rtstudy.models import build_model
+from rtstudy.core import masks, tickets
+from rtstudy.vision.models import build_model
 
 
 def _model(seed: int = 0, name: str = "resnet8"):

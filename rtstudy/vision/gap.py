@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rtstudy.checks import check_positive
+from rtstudy.core.checks import check_positive
+from rtstudy.core.store import Store
 from rtstudy.pipeline import Source, profile_task
 from rtstudy.profiles import Profile
-from rtstudy.store import Store
 
 
 @torch.inference_mode()

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from rtstudy.checks import check_choice, check_positive
+from rtstudy.core.checks import check_choice, check_positive
 
 CIFAR_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet56": 56}
 TORCHVISION_NAMES = ("resnet18", "resnet50")

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rtstudy.checks import check_choice, check_range
+from rtstudy.core.checks import check_choice, check_range
 
 KINDS = ("pgd", "fgsm_rs", "none")
 NORMS = ("linf", "l2")

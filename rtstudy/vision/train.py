@@ -1,6 +1,6 @@
 """One training loop for every stage: natural or adversarial, dense or masked, full or probe.
 
-The loop works on whole tensors (``rtstudy.data.batches``): no per-sample Python in the
+The loop works on whole tensors (``rtstudy.vision.data.batches``): no per-sample Python in the
 hot path. On a GPU it uses mixed precision (bf16 autocast) and channels-last.
 Adversarial examples are crafted with the model in eval mode (as the ``robustness``
 library does) and the attack computes gradients for the input only.
@@ -18,9 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rtstudy.attacks import AttackConfig, perturb, robust_accuracy
-from rtstudy.checks import check_choice, check_positive, check_range
-from rtstudy.data import augment_flip_crop, batches
+from rtstudy.core.checks import check_choice, check_positive, check_range
+from rtstudy.vision.attacks import AttackConfig, perturb, robust_accuracy
+from rtstudy.vision.data import augment_flip_crop, batches
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -122,7 +122,7 @@ class EvalSet:
 
 def evaluate(model: nn.Module, ev: EvalSet, device: torch.device, batch_size: int = 512) -> dict:
     """Clean (and robust, if asked) accuracy on an ``EvalSet``."""
-    from rtstudy.attacks import accuracy
+    from rtstudy.vision.attacks import accuracy
 
     out = {"test_acc": accuracy(model, ev.x, ev.y, batch_size=batch_size, device=device)}
     if ev.attack is not None and ev.attack.kind != "none" and ev.attack.eps > 0:
@@ -151,7 +151,7 @@ def train(
 
     ``params``: the parameters to optimise (default: all); a linear probe passes only
     the head's. ``on_optimizer`` is called with the optimiser before the first step,
-    e.g. to attach a mask (``rtstudy.masks.apply_mask(model, mask, optimizer)``).
+    e.g. to attach a mask (``rtstudy.core.masks.apply_mask(model, mask, optimizer)``).
     """
     device = torch.device(device) if device is not None else default_device()
     gen = torch.Generator(device="cpu").manual_seed(seed)

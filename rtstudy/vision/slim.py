@@ -1,7 +1,7 @@
 """A channel ticket as a physically smaller network, and what it costs to run.
 
 ``slim_channel_ticket(model, mask)`` deep-copies ``model``, applies ``mask`` and then
-removes every pruned internal filter (see ``rtstudy.tickets``, pattern ``"channel"``):
+removes every pruned internal filter (see ``rtstudy.core.tickets``, pattern ``"channel"``):
 the conv's output channel, the matching channel of the BN after it, and the input
 slice of the next conv. Because a channel mask also zeroes that BN's affine weight
 and bias, a pruned channel is exactly zero in the masked network, so the slim network
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from rtstudy.masks import apply_mask, check_mask_fits
-from rtstudy.tickets import channel_groups, prunable_names
+from rtstudy.core.masks import apply_mask, check_mask_fits
+from rtstudy.core.tickets import channel_groups, prunable_names
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -97,7 +97,7 @@ def slim_channel_ticket(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> n
             if key not in mask or bool(mask[key].cpu()[pruned].any()):
                 raise ValueError(
                     f"{g.conv} has {len(pruned)} fully pruned filters but the mask does not zero "
-                    f"{key} there; only a channel ticket (rtstudy.tickets, pattern 'channel') can be slimmed"
+                    f"{key} there; only a channel ticket (rtstudy.core.tickets, pattern 'channel') can be slimmed"
                 )
         keep = torch.nonzero(rows).flatten()
         conv_name, consumer_name = g.conv[: -len(".weight")], g.consumer[: -len(".weight")]

@@ -5,7 +5,7 @@ A mask is ``dict[str, torch.Tensor]`` of bool tensors keyed by parameter name (e
 
 *Weight entries* are the entries with two or more dimensions (conv and linear weights);
 they are what a ticket prunes and what every analytic here measures. A channel ticket
-(``rtstudy.tickets``, pattern ``"channel"``) also carries 1-D *companion entries*: the
+(``rtstudy.core.tickets``, pattern ``"channel"``) also carries 1-D *companion entries*: the
 affine ``weight`` and ``bias`` of the batch-norm layer after each pruned conv, ``False``
 at the pruned filters, so that a pruned filter's channel is exactly zero after its BN
 (otherwise it would carry the constant BN bias into the next conv). ``apply_mask``
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from rtstudy.store import load_tensors, save_tensors
+from rtstudy.core.store import load_tensors, save_tensors
 
 Mask = dict[str, torch.Tensor]
 MASK_FORMAT = "rtstudy-mask/1"

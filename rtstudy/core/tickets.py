@@ -1,7 +1,7 @@
 """Drawing tickets: masks by scheme x pattern x sparsity (pure functions, OpenLTH style).
 
 A mask is ``dict[str, torch.Tensor]`` of bool tensors keyed by parameter name, the
-shape of the parameter, ``True`` = kept (see ``rtstudy.masks``). Every drawing
+shape of the parameter, ``True`` = kept (see ``rtstudy.core.masks``). Every drawing
 function is ``(weights, hparams, current mask) -> new mask``; masks come back on the
 CPU, and the same inputs give the same mask bit for bit (stable sorts, seeded
 ``torch.Generator`` on the CPU).
@@ -28,7 +28,7 @@ Patterns (``PATTERNS``):
     bottleneck, i.e. every ``<block>.conv{k}`` followed by ``<block>.bn{k}`` and read only
     by ``<block>.conv{k+1}``. Block outputs (on the residual path), the stem, the
     shortcuts and the classifier keep every channel, so the pruned network stays
-    valid and can be made physically smaller (``rtstudy.slim``). The mask also marks
+    valid and can be made physically smaller (``rtstudy.vision.slim``). The mask also marks
     as pruned (a) the input slices of ``conv{k+1}`` that read a pruned channel (they
     only ever see zeros; ``slim`` removes them, so the mask's sparsity is the true
     fraction of prunable weights removed) and (b) the batch-norm affine entries
@@ -63,8 +63,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from rtstudy.checks import check_choice, check_range
-from rtstudy.masks import Mask, apply_mask, check_mask, check_mask_fits
+from rtstudy.core.checks import check_choice, check_range
+from rtstudy.core.masks import Mask, apply_mask, check_mask, check_mask_fits
 
 PATTERNS = ("unstructured", "unstructured_layerwise", "channel", "nm")
 SCHEMES = ("omp", "imp_source", "imp_target", "random")
@@ -246,7 +246,7 @@ class ChannelGroup:
 def _block_types() -> tuple[type, ...]:
     import torchvision.models.resnet as tv
 
-    from rtstudy.models import BasicBlock
+    from rtstudy.vision.models import BasicBlock
 
     return (BasicBlock, tv.BasicBlock, tv.Bottleneck)
 
@@ -514,7 +514,7 @@ def imp(
     remaining weights goes); rewind the whole model to ``rewind_state`` (default: its
     state at entry, i.e. the pretrained weights); zero the pruned weights; call
     ``retrain(model, mask)`` (the caller's training loop, which must keep the mask, e.g.
-    with ``rtstudy.masks.apply_mask(model, mask, optimizer)``); re-zero; yield. The
+    with ``rtstudy.core.masks.apply_mask(model, mask, optimizer)``); re-zero; yield. The
     masks of round 0 come from the weights at entry (pretrained on S, so IMP-source
     needs no dense pass first); ``train_first=True`` first calls ``retrain`` with an
     all-kept mask (e.g. a dense finetune on T for IMP-target).

@@ -1,0 +1,1 @@
+"""The image-classification track: data, models, attacks, the training loop, channel slimming."""
