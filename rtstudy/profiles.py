@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from rtstudy.core.checks import check_choice
+from rtstudy.core.checks import check_choice, check_range
+from rtstudy.core.descriptions import REGIMES, SourceDesc, TicketDesc, TransferDesc
+from rtstudy.core.patterns import Pattern, make_pattern
+from rtstudy.core.schemes import get_scheme
 from rtstudy.vision.attacks import AttackConfig
+from rtstudy.vision.track import VisionEvaluation, VisionSource
 from rtstudy.vision.train import TrainConfig
 
 PROFILES = ("smoke", "default", "paper")
@@ -60,18 +64,60 @@ class Profile:
             steps=(steps or self.robust_steps) if kind == "pgd" else 1,
         )
 
-    def source_specs(self) -> list[dict]:
+    def source_model(self, eps: float, *, kind: str | None = None, norm: str | None = None,
+               steps: int | None = None, seed: int = 0) -> VisionSource:
+        """The source model pretrained at ``eps`` (0: natural) with this profile's recipe."""
+        check_range("eps", eps, 0.0, 1.0)
+        attack = self.source_attack(eps, kind=kind, norm=norm, steps=steps)
+        return VisionSource(
+            task=self.source, model=self.model, train=self.pretrain.with_(attack=attack),
+            attack=attack, eval_attack=self.eval_attack(eps, norm=attack.norm) if eps > 0 else None,
+            fraction=self.source_fraction, width=self.width, image_size=self.image_size,
+            channels=self.channels, robust_n=self.robust_n, test_n=self.test_n, seed=seed)
+
+    def ticket(self, source: SourceDesc, scheme: str = "omp", pattern: str | Pattern = "unstructured",
+               sparsity: float = 0.0, *, seed: int = 0, target: str | None = None, n: int = 2,
+               m: int = 4) -> TicketDesc:
+        """A ticket from ``source`` with this profile's IMP rate, rounds and target recipe."""
+        s = get_scheme(scheme)
+        pattern = make_pattern(pattern, n=n, m=m)
+        imp = {"rate": self.imp_rate, "epochs": self.imp_epochs} if s.trains else {}
+        if s.needs_target:
+            imp.update(target=target, finetune=self.finetune, target_fraction=self.target_fraction)
+        elif target is not None:
+            target = None  # drawn on the source: the target does not change the ticket
+        return TicketDesc(source=source, scheme=scheme, pattern=pattern, sparsity=sparsity, seed=seed,
+                          **imp)
+
+    def transfer(self, source: SourceDesc, ticket: TicketDesc | None, target: str, *,
+                 regime: str = "finetune", adversarial_eps: float = 0.0,
+                 eval_eps: float | None = None, fraction: float | None = None,
+                 seed: int = 0) -> TransferDesc:
+        """Finetuning (or a linear probe) of ``source ⊙ ticket`` on ``target``."""
+        check_choice("regime", regime, REGIMES)
+        check_range("adversarial_eps", adversarial_eps, 0.0, 1.0)
+        if regime == "probe" and adversarial_eps > 0:
+            raise ValueError(f"adversarial finetuning (adversarial_eps={adversarial_eps}) needs regime 'finetune'")
+        recipe = self.finetune if regime == "finetune" else self.probe
+        if adversarial_eps > 0:
+            recipe = recipe.with_(attack=self.source_attack(adversarial_eps))
+        evaluation = VisionEvaluation(self.eval_attack(eval_eps) if eval_eps else None,
+                                      self.robust_n, self.test_n)
+        fraction = self.target_fraction if fraction is None else fraction
+        return TransferDesc(source=source, ticket=ticket, target=target, recipe=recipe,
+                            evaluation=evaluation, regime=regime, fraction=fraction, seed=seed)
+
+    def source_models(self) -> list[VisionSource]:
         """Every source model the experiments use: natural, the eps sweep (E1, E2), and E5's
-        other attack kind (l-inf, eps_star) and other norm (l2, eps_l2). The report
-        pretrains these up front, in parallel."""
+        other attack kind (l-inf, eps_star) and other norm (l2, eps_l2)."""
         other = "pgd" if self.robust_kind == "fgsm_rs" else "fgsm_rs"
-        specs = [{"eps": 0.0}]
-        specs += [{"eps": e, "kind": self.robust_kind, "norm": self.norm} for e in self.eps_sweep if e > 0]
+        out = [self.source_model(0.0)]
+        out += [self.source_model(e, kind=self.robust_kind, norm=self.norm) for e in self.eps_sweep if e > 0]
         if self.eps_star not in self.eps_sweep:
-            specs.append({"eps": self.eps_star, "kind": self.robust_kind, "norm": self.norm})
-        specs.append({"eps": self.eps_star, "kind": other, "norm": "linf"})
-        specs.append({"eps": self.eps_l2, "kind": self.robust_kind, "norm": "l2"})
-        return specs
+            out.append(self.source_model(self.eps_star, kind=self.robust_kind, norm=self.norm))
+        out.append(self.source_model(self.eps_star, kind=other, norm="linf"))
+        out.append(self.source_model(self.eps_l2, kind=self.robust_kind, norm="l2"))
+        return out
 
     def eval_attack(self, eps: float, norm: str | None = None) -> AttackConfig:
         """The PGD attack that measures robust accuracy at ``eps``."""

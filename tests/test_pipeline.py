@@ -3,18 +3,19 @@
 import pytest
 import torch
 
-from rtstudy import pipeline
+from rtstudy.core import pipeline
+from rtstudy.core.pipeline import draw_ticket, pretrain, transfer
 from rtstudy.core.store import Store
-from rtstudy.pipeline import DENSE, draw_ticket, pretrain, transfer
 from rtstudy.profiles import get_profile
+from rtstudy.vision import track as vision_track
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("store"))
     profile = get_profile("smoke")
-    natural = pretrain(profile, 0.0, store=store, device="cpu")
-    robust = pretrain(profile, profile.eps_star, store=store, device="cpu")
+    natural = pretrain(profile.source_model(0.0), store=store, device="cpu")
+    robust = pretrain(profile.source_model(profile.eps_star), store=store, device="cpu")
     return profile, store, natural, robust
 
 
@@ -24,8 +25,8 @@ def test_pretrain_is_stored_and_reused(setup, monkeypatch):
     assert natural.label == "natural" and "2/255" in robust.label
     assert 0 <= natural.artifact.metrics["test_acc"] <= 1
     assert "robust_acc" in robust.artifact.metrics
-    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("must not train again"))
-    again = pretrain(profile, 0.0, store=store, device="cpu")
+    monkeypatch.setattr(vision_track, "train", lambda *a, **k: pytest.fail("must not train again"))
+    again = pretrain(profile.source_model(0.0), store=store, device="cpu")
     assert again.artifact.key == natural.artifact.key
     for k, v in natural.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k])
@@ -33,17 +34,17 @@ def test_pretrain_is_stored_and_reused(setup, monkeypatch):
 
 def test_finetuned_ticket_stays_masked(setup, monkeypatch):
     profile, store, natural, robust = setup
-    ticket = draw_ticket(profile, robust, "omp", "unstructured", 0.8, store=store)
+    ticket = draw_ticket(profile.ticket(robust.desc, "omp", "unstructured", 0.8), store=store)
     captured = {}
-    real_train = pipeline.train
+    real_train = vision_track.train
 
     def spy(model, *a, **k):
         out = real_train(model, *a, **k)
         captured["model"] = model
         return out
 
-    monkeypatch.setattr(pipeline, "train", spy)
-    art = transfer(profile, robust, ticket, "mnist5k", store=store, seed=0)
+    monkeypatch.setattr(vision_track, "train", spy)
+    art = transfer(profile.transfer(robust.desc, ticket.desc, "mnist5k", seed=0), store=store)
     params = dict(captured["model"].named_parameters())
     for name, keep in ticket.mask.items():
         if keep.dim() > 1:
@@ -56,15 +57,15 @@ def test_linear_probe_changes_only_the_head(setup, monkeypatch):
     profile, store, natural, robust = setup
     before = {k: v.clone() for k, v in natural.model.state_dict().items()}
     captured = {}
-    real_probe = pipeline.linear_probe
+    real_probe = vision_track.linear_probe
 
     def spy(model, *a, **k):
         captured["model"] = model
         captured["head_before"] = model.head.weight.detach().clone()
         return real_probe(model, *a, **k)
 
-    monkeypatch.setattr(pipeline, "linear_probe", spy)
-    transfer(profile, natural, DENSE, "mnist5k", regime="probe", store=store, seed=3)
+    monkeypatch.setattr(vision_track, "linear_probe", spy)
+    transfer(profile.transfer(natural.desc, None, "mnist5k", regime="probe", seed=3), store=store)
     after = captured["model"].state_dict()
     changed = {k for k in before if not k.startswith("net.fc") and not torch.equal(before[k], after[k])}
     assert changed == set(), f"a probe must not touch the backbone (changed: {sorted(changed)[:3]})"
@@ -74,9 +75,9 @@ def test_linear_probe_changes_only_the_head(setup, monkeypatch):
 
 def test_data_fraction_is_honoured(setup):
     profile, store, natural, _ = setup
-    n_full = len(pipeline.profile_task(profile, "mnist5k").train_y)
-    small = transfer(profile, natural, DENSE, "mnist5k", fraction=0.05, store=store)
-    tiny = transfer(profile, natural, DENSE, "mnist5k", fraction=0.01, store=store)
+    n_full = len(vision_track.source_task(natural.desc, "mnist5k").train_y)
+    small = transfer(profile.transfer(natural.desc, None, "mnist5k", fraction=0.05), store=store)
+    tiny = transfer(profile.transfer(natural.desc, None, "mnist5k", fraction=0.01), store=store)
     assert small.metrics["n_train"] == pytest.approx(0.05 * n_full, rel=0.05)
     assert tiny.metrics["n_train"] == pytest.approx(0.01 * n_full, rel=0.1)
     assert small.key != tiny.key
@@ -84,7 +85,8 @@ def test_data_fraction_is_honoured(setup):
 
 def test_imp_resumes_from_last_round(setup, monkeypatch):
     profile, store, natural, _ = setup
-    full = draw_ticket(profile, natural, "imp_source", "unstructured", 0.9, store=store)
+    imp = profile.ticket(natural.desc, "imp_source", "unstructured", 0.9)
+    full = draw_ticket(imp, store=store)
     rounds = store.list("imp_round")
     assert len(rounds) >= 2
     # delete the final ticket and the last round: drawing again redoes only that round
@@ -101,7 +103,7 @@ def test_imp_resumes_from_last_round(setup, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(pipeline.tickets, "imp", spy)
-    again = draw_ticket(profile, natural, "imp_source", "unstructured", 0.9, store=store)
+    again = draw_ticket(imp, store=store)
     assert calls and calls[0] is not None and calls[0][0] == last.config["round"] - 1
     for k in full.mask:
         assert torch.equal(full.mask[k], again.mask[k]), "resumed IMP must give the same mask"
@@ -120,18 +122,19 @@ def test_bad_ticket_requests(setup, kwargs, match):
     profile, store, natural, _ = setup
     args = dict(scheme="omp", pattern="unstructured", sparsity=0.5) | kwargs
     with pytest.raises(ValueError, match=match):
-        draw_ticket(profile, natural, args["scheme"], args["pattern"], args["sparsity"], store=store)
+        draw_ticket(profile.ticket(natural.desc, args["scheme"], args["pattern"], args["sparsity"]),
+                    store=store)
 
 
 def test_bad_transfer_and_pretrain_requests(setup):
     profile, store, natural, _ = setup
     with pytest.raises(ValueError, match="nowhere"):
-        transfer(profile, natural, DENSE, "nowhere", store=store)
+        transfer(profile.transfer(natural.desc, None, "nowhere"), store=store)
     with pytest.raises(ValueError, match="1.5"):
-        transfer(profile, natural, DENSE, "mnist5k", fraction=1.5, store=store)
+        transfer(profile.transfer(natural.desc, None, "mnist5k", fraction=1.5), store=store)
     with pytest.raises(ValueError, match="regime"):
-        transfer(profile, natural, DENSE, "mnist5k", regime="distill", store=store)
+        transfer(profile.transfer(natural.desc, None, "mnist5k", regime="distill"), store=store)
     with pytest.raises(ValueError, match="-0.1"):
-        pretrain(profile, -0.1, store=store)
+        pretrain(profile.source_model(-0.1), store=store)
     with pytest.raises(ValueError, match="profile"):
         get_profile("huge")
