@@ -166,3 +166,26 @@ def test_channel_views():
     assert groups.shape == (16, 9 * 4, 4) and bool((groups.sum(-1) == 2).all())
     with pytest.raises(ValueError, match="m=3"):
         masks.nm_groups(nm[k], 3)
+
+
+def test_masks_are_strict_a_mask_of_another_architecture_is_refused():
+    small, big = _model(), build_model("resnet20", 10, in_channels=1, image_size=28, width=1, seed=0)
+    mask = tickets.omp(small, "unstructured", 0.5)
+    assert set(mask) < set(tickets.prunable_names(big))  # resnet8's layers exist in resnet20 too
+    with pytest.raises(ValueError, match=r"covers 8 of the model's 20 prunable weights.*partial=True"):
+        masks.apply_mask(big, mask)
+    handle = masks.apply_mask(big, mask, partial=True)  # the explicit opt-in
+    assert handle.names and all(k in mask for k in handle.names)
+
+
+def test_saved_mask_records_its_architecture(tmp_path):
+    small, big = _model(), build_model("resnet20", 10, in_channels=1, image_size=28, width=1, seed=0)
+    mask = tickets.omp(small, "unstructured", 0.5)
+    path = tmp_path / "m.safetensors"
+    masks.save_mask(path, mask, {"note": "x"}, model=small)
+    loaded = masks.load_mask(path, small)
+    assert loaded.meta["architecture"]["spec"]["name"] == "resnet8"
+    assert len(loaded.meta["architecture"]["prunable"]) == 8 and loaded.meta["note"] == "x"
+    with pytest.raises(ValueError, match=r"drawn from a Classifier \(resnet8, 8 prunable.*resnet20, 20"):
+        masks.load_mask(path, big)
+    assert set(masks.load_mask(path, big, partial=True)) == set(mask)

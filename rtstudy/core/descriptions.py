@@ -136,7 +136,7 @@ class TicketDesc(Desc):
         if self.dense:
             return "dense"
         pat = self.pattern.label.removeprefix("N:M ")
-        return f"{self.scheme} {pat} {_pct(self.sparsity)}"
+        return f"{self.scheme} {pat} {_pct(self.achieved_sparsity_target)}"
 
     @classmethod
     def from_config(cls, config: Mapping, source: SourceDesc, recipe: type | None = None) -> TicketDesc:

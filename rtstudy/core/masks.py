@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from rtstudy.core.checks import check_int, check_type
 from rtstudy.core.store import load_tensors, save_tensors
 
 Mask = dict[str, torch.Tensor]
@@ -35,11 +36,9 @@ MASK_FORMAT = "rtstudy-mask/1"
 # ----------------------------------------------------------------------------- validation
 def check_mask(mask: Mapping[str, torch.Tensor], *, name: str = "mask") -> None:
     """Raise ``ValueError`` unless ``mask`` is a non-empty dict of bool tensors."""
-    if not isinstance(mask, Mapping):
-        raise ValueError(f"{name} must be a dict of bool tensors, got {type(mask).__name__}")
+    check_type(name, mask, Mapping, "a dict of bool tensors")
     for key, value in mask.items():
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{name} entry {key!r} is a {type(value).__name__}, not a tensor")
+        check_type(f"{name} entry {key!r}", value, torch.Tensor, "a bool tensor")
         if value.dtype != torch.bool:
             raise ValueError(f"{name} entry {key!r} has dtype {value.dtype}; masks hold torch.bool")
 
@@ -137,16 +136,34 @@ class MaskHandle:
         return bool(self._hooks)
 
 
+def check_mask_covers(model: nn.Module, mask: Mapping[str, torch.Tensor], *, name: str = "mask") -> None:
+    """Raise ``ValueError`` unless ``mask`` has an entry for every prunable weight of ``model``
+    (a mask drawn from another architecture covers only part of it)."""
+    from rtstudy.core.prunable import prunable_names
+
+    wanted = prunable_names(model)
+    missing = [k for k in wanted if k not in mask]
+    if missing:
+        raise ValueError(
+            f"{name} covers {len(wanted) - len(missing)} of the model's {len(wanted)} prunable "
+            f"weights; it lacks {missing[:5]}{'...' if len(missing) > 5 else ''}. Was it drawn "
+            f"from another architecture? Pass partial=True to apply a partial mask on purpose."
+        )
+
+
 def apply_mask(
-    model: nn.Module, mask: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None
+    model: nn.Module, mask: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None,
+    *, partial: bool = False,
 ) -> MaskHandle:
     """Zero the pruned weights of ``model`` now and, with ``optimizer``, after every step.
 
-    Checks every key and shape against the model first (``ValueError`` naming the bad
-    key/shape and what the model has). Returns a ``MaskHandle``; ``handle.remove()``
-    stops the re-zeroing, ``handle.attach(other_optimizer)`` adds another optimiser.
+    Checks every key and shape against the model first, and (unless ``partial=True``) that
+    the mask covers every prunable weight (``ValueError`` naming what is wrong). Returns a
+    ``MaskHandle``; ``handle.remove()`` stops the re-zeroing, ``handle.attach(opt)`` adds one.
     """
     check_mask_fits(model, mask)
+    if not partial:
+        check_mask_covers(model, mask)
     handle = MaskHandle(model, mask)
     handle.apply()
     if optimizer is not None:
@@ -161,15 +178,31 @@ class LoadedMask(dict):
     meta: dict
 
 
-def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], meta: dict | None = None) -> None:
-    """Write a mask as safetensors (bool tensors) with ``meta`` as JSON, atomically."""
+def architecture(model: nn.Module) -> dict:
+    """What a saved mask records of the model it was drawn from: its class, its build spec
+    (if it has one) and the names and shapes of its prunable weights."""
+    from rtstudy.core.prunable import prunable_weights
+
+    return {"class": type(model).__name__, "spec": getattr(model, "spec", None),
+            "prunable": {k: list(w.shape) for k, w in prunable_weights(model).items()}}
+
+
+def save_mask(path: str | Path, mask: Mapping[str, torch.Tensor], meta: dict | None = None, *,
+              model: nn.Module | None = None) -> None:
+    """Write a mask as safetensors (bool tensors) with ``meta`` as JSON, atomically; with
+    ``model`` (the model it was drawn from), its ``architecture`` is recorded too."""
     check_mask(mask)
-    text = json.dumps(meta or {}, sort_keys=True, default=str)
+    meta = dict(meta or {})
+    if model is not None:
+        check_mask_fits(model, mask)
+        meta["architecture"] = architecture(model)
+    text = json.dumps(meta, sort_keys=True, default=str)
     save_tensors(path, dict(mask), {"format": MASK_FORMAT, "meta": text})
 
 
-def load_mask(path: str | Path, model: nn.Module | None = None) -> LoadedMask:
-    """Read a mask written by ``save_mask``; with ``model``, check names and shapes.
+def load_mask(path: str | Path, model: nn.Module | None = None, *, partial: bool = False) -> LoadedMask:
+    """Read a mask written by ``save_mask``; with ``model``, check that it was drawn from
+    the same architecture (when recorded), fits it and covers it (unless ``partial``).
 
     A missing file is ``FileNotFoundError``; a truncated/corrupt file, a non-bool entry
     or a mask that does not fit ``model`` is ``ValueError``.
@@ -187,7 +220,19 @@ def load_mask(path: str | Path, model: nn.Module | None = None) -> LoadedMask:
         raise ValueError(f"mask file {path} has metadata {meta!r}; expected a JSON object")
     check_mask(tensors, name=f"mask file {path}")
     if model is not None:
+        recorded = meta.get("architecture")
+        if recorded is not None and not partial:
+            here = architecture(model)
+            if recorded.get("prunable") != here["prunable"]:
+                raise ValueError(
+                    f"mask file {path} was drawn from a {recorded.get('class')} "
+                    f"({(recorded.get('spec') or {}).get('name', '?')}, {len(recorded.get('prunable', {}))} "
+                    f"prunable weights); the model is a {here['class']} "
+                    f"({(here['spec'] or {}).get('name', '?')}, {len(here['prunable'])} prunable weights)"
+                )
         check_mask_fits(model, tensors, name=f"mask file {path}")
+        if not partial:
+            check_mask_covers(model, tensors, name=f"mask file {path}")
     out = LoadedMask(tensors)
     out.meta = meta
     return out
@@ -266,8 +311,7 @@ def nm_groups(weight_mask: torch.Tensor, m: int) -> torch.Tensor:
     ``[O, I, kh, kw]`` the m consecutive inputs at each (o, kh, kw); for a linear
     ``[O, I]`` m consecutive inputs. ``.sum(-1)`` is the kept-count heatmap.
     """
-    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
+    check_int("m", m, 1)
     if weight_mask.dim() < 2:
         raise ValueError(f"nm_groups needs a conv or linear weight mask, got shape {tuple(weight_mask.shape)}")
     inputs = weight_mask.shape[1]

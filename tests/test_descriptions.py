@@ -1,0 +1,102 @@
+"""Typed descriptions: configs, keys (the same as stores written before descriptions
+existed), labels, validation, and reading a stored config back."""
+
+import pytest
+
+from rtstudy.core.descriptions import ImpRoundDesc, TicketDesc
+from rtstudy.core.patterns import NM, PATTERNS, make_pattern, pattern_from_config
+from rtstudy.core.schemes import SCHEMES
+from rtstudy.profiles import get_profile
+from rtstudy.vision.track import VisionSource, VisionTrack
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    P = get_profile("smoke")
+    return P, P.source_model(0.0), P.source_model(P.eps_star)
+
+
+def test_keys_match_stores_written_by_earlier_versions(smoke):
+    # keys an artifact store written before the descriptions existed holds for the smoke profile
+    P, natural, robust = smoke
+    assert natural.key == "44c71315cecf2c19"
+    assert robust.key == "62ebad49e8946a8a"
+    assert P.ticket(natural, "omp", "nm", 0.5, seed=1).key == "325bfa96bb739d99"
+    assert P.ticket(robust, "random", "nm", 0.5, seed=1).key == "32652679398e52bc"
+    assert P.ticket(natural, "random", "channel", 0.8).key == "a933f0ca36ebd010"
+    assert P.ticket(natural, "imp_target", "unstructured", 0.8, target="mnist5k").key == "a8ce0f065fe3fca6"
+    assert P.transfer(natural, None, "mnist5k", regime="probe", seed=0).key == "46ea4973ee008ef6"
+
+
+def test_labels(smoke):
+    P, natural, robust = smoke
+    assert natural.label == "natural" and natural.role == "natural"
+    assert robust.label == "FGSM-RS ℓ∞ 2/255" and robust.role == "robust"
+    assert P.source_model(P.eps_star, kind="pgd").label == f"PGD-{P.robust_steps} ℓ∞ 2/255"
+    assert P.ticket(natural, "omp", "unstructured", 0.8).label == "omp unstructured 80%"
+    assert P.ticket(natural, "random", "nm", 0.0, n=1, m=4).label == "random 1:4 75%"
+    assert P.ticket(natural, "omp", "unstructured", 0.0).label == "dense"
+    assert P.ticket(natural, "omp", "unstructured", 0.0).key == "dense"
+
+
+def test_configs_read_back(smoke):
+    P, natural, robust = smoke
+    assert VisionSource.from_config(robust.config()) == robust
+    assert VisionTrack().source_from_config(natural.config()) == natural
+    for t in (P.ticket(robust, "omp", "nm", 0.5, n=2, m=4),
+              P.ticket(robust, "imp_target", "channel", 0.8, target="digits"),
+              P.ticket(natural, "imp_source", "unstructured_layerwise", 0.9, seed=2)):
+        back = TicketDesc.from_config(t.config(), robust if t.source == robust else natural,
+                                      recipe=VisionTrack.recipe)
+        assert back == t and back.key == t.key
+    r = ImpRoundDesc(P.ticket(natural, "imp_source", "unstructured", 0.9), 2)
+    assert r.config()["round"] == 2 and r.key != r.ticket.key
+
+
+def test_patterns_are_objects_in_a_registry():
+    assert set(PATTERNS) == {"unstructured", "unstructured_layerwise", "channel", "nm"}
+    assert make_pattern("nm", n=1, m=4).implied_sparsity == 0.75
+    assert make_pattern("unstructured").implied_sparsity is None
+    assert pattern_from_config({"pattern": "nm", "n": 2, "m": 8}) == NM(2, 8)
+    assert NM(2, 4).imp_schedule(0.5, 0.2) == [0.5]
+    assert make_pattern("unstructured").imp_schedule(0.75, 0.5) == [0.5, 0.75]
+    assert NM(2, 4).is_dense(0.0) is False and make_pattern("channel").is_dense(0.0) is True
+    with pytest.raises(ValueError, match="diagonal"):
+        make_pattern("diagonal")
+    with pytest.raises(ValueError, match="N < M"):
+        NM(4, 4)
+
+
+def test_schemes_are_a_registry():
+    assert set(SCHEMES) == {"omp", "imp_source", "imp_target", "random"}
+    assert SCHEMES.get("imp_target").needs_target and SCHEMES.get("imp_source").trains
+    assert not SCHEMES.get("omp").trains and not SCHEMES.get("random").trains
+    with pytest.raises(ValueError, match="'magic'.*allowed: 'omp'"):
+        SCHEMES.get("magic")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(scheme="magic"), "magic"),
+    (dict(pattern="diagonal"), "diagonal"),
+    (dict(sparsity=1.0), "1.0"),
+    (dict(pattern="nm", sparsity=0.3), "1 - N/M"),
+    (dict(scheme="imp_target"), "target"),
+    (dict(scheme="imp_source"), "rate and epochs"),
+    (dict(scheme="omp", rate=0.2, epochs=1), "does not retrain"),
+    (dict(scheme="omp", target="digits"), "draws on the source"),
+])
+def test_bad_ticket_descriptions(smoke, kwargs, match):
+    _, natural, _ = smoke
+    args = dict(scheme="omp", pattern="unstructured", sparsity=0.5) | kwargs
+    with pytest.raises(ValueError, match=match):
+        TicketDesc(natural, **args)
+
+
+def test_bad_transfer_descriptions(smoke):
+    P, natural, robust = smoke
+    with pytest.raises(ValueError, match="regime"):
+        P.transfer(natural, None, "mnist5k", regime="distill")
+    with pytest.raises(ValueError, match="another source"):
+        P.transfer(natural, P.ticket(robust, "omp", "unstructured", 0.5), "mnist5k")
+    with pytest.raises(ValueError, match="eps must be in"):
+        P.source_model(-0.1)
