@@ -6,6 +6,7 @@ import torch
 from rtstudy.vision.models import (
     MODELS,
     build_model,
+    count_parameters,
     load_robustness_checkpoint,
     load_torchvision_weights,
     model_from_spec,
@@ -41,11 +42,30 @@ def test_spec_round_trip_and_head_reset():
     (dict(name="resnet8", in_channels=2), "in_channels"),
     (dict(name="resnet8", width=0), "width"),
     (dict(name="resnet18", width=2.0), "width"),
+    (dict(name="resnet8", image_size=0), "image_size=0"),
+    (dict(name="resnet8", image_size=28.5), "image_size=28.5"),
 ])
 def test_bad_model_inputs(kwargs, match):
     name = kwargs.pop("name")
     with pytest.raises(ValueError, match=match):
         build_model(name, 10, **kwargs)
+
+
+@pytest.mark.parametrize("num_classes", [0, 2.0, True])
+def test_num_classes_must_be_a_positive_int(num_classes):
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("resnet8", num_classes)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("resnet8", 10).reset_head(num_classes)
+
+
+def test_count_parameters():
+    assert count_parameters(torch.nn.Linear(3, 2)) == 8
+    model = build_model("resnet8", 10, in_channels=1, image_size=28)
+    expected = sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == expected > 0
+    model.reset_head(3)
+    assert count_parameters(model) == expected - 7 * (model.head.in_features + 1)
 
 
 def _robustness_checkpoint(path, net_state, mean, std):

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from rtstudy.core import masks, tickets
 from rtstudy.vision import slim
-from rtstudy.vision.models import build_model
+from rtstudy.vision.models import build_model, count_parameters
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
@@ -72,7 +72,7 @@ def test_macs_agree_with_torch_pruning():
     x = torch.rand(1, 1, 28, 28)
     for net in (model, small):
         ops, params = tp.utils.count_ops_and_params(net, x)
-        assert params == slim.count_parameters(net)
+        assert params == count_parameters(net)
         assert slim.count_macs(net, x) == pytest.approx(ops, rel=0.05)  # tp adds BN/pool ops
 
 
@@ -84,7 +84,7 @@ def test_slim_needs_a_channel_ticket():
     with pytest.raises(ValueError, match="net.layer1.0.bn1.weight"):
         slim.slim_channel_ticket(model, mask)
     unstructured = tickets.omp(model, "unstructured", 0.3)
-    assert slim.count_parameters(slim.slim_channel_ticket(model, unstructured)) == slim.count_parameters(model)
+    assert count_parameters(slim.slim_channel_ticket(model, unstructured)) == count_parameters(model)
 
 
 def test_slim_resnet20_is_faster():

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rtstudy.core.checks import check_choice, check_range
+from rtstudy.core.checks import check_bool, check_choice, check_int, check_range
 
 KINDS = ("pgd", "fgsm_rs", "none")
 NORMS = ("linf", "l2")
@@ -35,12 +35,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _check_eps(eps: float) -> float:
     return float(check_range("eps", eps, 0.0, math.inf, high_open=True))
-
-
-def _check_steps(steps: int) -> int:
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    return steps
 
 
 def _check_alpha(alpha: float) -> float:
@@ -159,11 +153,10 @@ class AttackConfig:
         check_choice("kind", self.kind, KINDS)
         check_choice("norm", self.norm, NORMS)
         object.__setattr__(self, "eps", _check_eps(self.eps))
-        _check_steps(self.steps)
+        check_int("steps", self.steps, 1)
         if self.alpha is not None:
             object.__setattr__(self, "alpha", _check_alpha(self.alpha))
-        if not isinstance(self.random_start, bool):
-            raise ValueError(f"random_start must be a bool, got {self.random_start!r}")
+        check_bool("random_start", self.random_start)
         if self.kind == "none" and self.eps != 0:
             raise ValueError(f"kind 'none' needs eps == 0, got eps={self.eps!r}; "
                              f"use kind 'pgd' or 'fgsm_rs' for eps > 0")
@@ -231,7 +224,7 @@ def pgd(
     _check_batch(x, y)
     threat = make_threat(norm, eps)
     alpha = _check_alpha(alpha)
-    steps = _check_steps(steps)
+    steps = check_int("steps", steps, 1)
     x = x.detach()
     if threat.eps == 0:
         return x
@@ -306,8 +299,7 @@ def _model_device(model: nn.Module) -> torch.device:
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Whole-tensor slices (views until moved), after checking the arguments."""
     _check_batch(x, y)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     if len(x) == 0:
         raise ValueError("x is empty: accuracy of no samples is undefined")
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]

@@ -26,7 +26,6 @@ import gzip
 import hashlib
 import json
 import math
-import numbers
 import os
 import tempfile
 import warnings
@@ -40,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from rtstudy.core.checks import check_fraction, check_int
 
 __all__ = [
     "NORMALIZATION",
@@ -194,24 +195,6 @@ class TaskSpec:
 def _check_channels(channels: int | None) -> None:
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"channels={channels!r} is not allowed; use 1, 3 or None (keep)")
-
-
-def _check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
-    ):
-        raise ValueError(
-            f"image_size={image_size!r} is not allowed; use an int >= 1 or None (keep)"
-        )
-
-
-def _check_fraction(fraction: float) -> None:
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, numbers.Real)
-        or not 0 < fraction <= 1
-    ):
-        raise ValueError(f"fraction={fraction!r} is not allowed; it must be in (0, 1]")
 
 
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -672,8 +655,8 @@ def load_task(
     keeps a seeded stratified subset of the TRAIN split only (the test split is whole).
     """
     _check_channels(channels)
-    _check_image_size(image_size)
-    _check_fraction(fraction)
+    check_int("image_size", image_size, 1, none_ok=True)
+    check_fraction("fraction", fraction)
     base = data_root(root)
     if isinstance(name, str) and name.startswith(IMAGEFOLDER_PREFIX):
         path = name[len(IMAGEFOLDER_PREFIX) :]
@@ -716,7 +699,7 @@ def to_shape(x: Tensor, channels: int | None = None, image_size: int | None = No
     antialiased bilinear.  Whole-tensor ops in chunks; None keeps channels / size.
     """
     _check_channels(channels)
-    _check_image_size(image_size)
+    check_int("image_size", image_size, 1, none_ok=True)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected images [N, C, H, W] with C in (1, 3), got {tuple(x.shape)}")
     n, c_in, h, w = x.shape
@@ -745,7 +728,7 @@ def to_shape(x: Tensor, channels: int | None = None, image_size: int | None = No
 
 def stratified_subset(y: Tensor, fraction: float, seed: int = 0) -> Tensor:
     """Sorted int64 indices of a seeded subset with round(fraction * n_c) (>= 1) per class."""
-    _check_fraction(fraction)
+    check_fraction("fraction", fraction)
     y = torch.as_tensor(y).cpu()
     if y.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {tuple(y.shape)}")
@@ -774,8 +757,7 @@ def batches(
     Batches are moved to ``device`` (non_blocking) when not already there; ``augment``
     applies :func:`augment_flip_crop` on that device (off by default).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; use an int >= 1")
+    check_int("batch_size", batch_size, 1)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     return _batches(x, y, batch_size, shuffle, generator, device, drop_last, augment)
@@ -816,8 +798,7 @@ def augment_flip_crop(
     xb: Tensor, pad: int = 4, *, generator: torch.Generator | None = None, flip: bool = True
 ) -> Tensor:
     """Random crop after zero padding by ``pad`` plus random horizontal flip, as one gather."""
-    if pad < 0:
-        raise ValueError(f"pad={pad!r} is not allowed; use an int >= 0")
+    check_int("pad", pad, 0)
     n, c, h, w = xb.shape
     gdev = generator.device if generator is not None else "cpu"
     offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=gdev).to(xb.device)

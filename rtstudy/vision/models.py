@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from rtstudy.core.checks import check_choice, check_positive
+from rtstudy.core.checks import check_choice, check_int, check_positive
 
 CIFAR_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet56": 56}
 TORCHVISION_NAMES = ("resnet18", "resnet50")
@@ -66,7 +66,7 @@ class Classifier(nn.Module):
 
     def reset_head(self, num_classes: int, seed: int = 0) -> None:
         """Replace the classifier with a fresh ``num_classes``-way linear layer."""
-        check_positive("num_classes", num_classes)
+        check_int("num_classes", num_classes, 1)
         old = self.net.fc
         gen = torch.Generator().manual_seed(seed)
         new = nn.Linear(old.in_features, num_classes)
@@ -157,9 +157,9 @@ def build_model(
 ) -> Classifier:
     """Build a model by name (see ``MODELS``) with its normaliser inside."""
     check_choice("model", name, MODELS)
-    check_positive("num_classes", num_classes)
+    check_int("num_classes", num_classes, 1)
     check_choice("in_channels", in_channels, (1, 3))
-    check_positive("image_size", image_size)
+    check_int("image_size", image_size, 1)
     check_positive("width", width)
     mean = tuple(mean) if mean is not None else (0.5,) * in_channels
     std = tuple(std) if std is not None else (0.25,) * in_channels
@@ -276,4 +276,5 @@ def load_robustness_checkpoint(model: Classifier, path: str | Path) -> Classifie
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameter elements (masked weights count: they are still stored)."""
     return sum(p.numel() for p in model.parameters())

@@ -21,8 +21,10 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
+from rtstudy.core.checks import check_int
 from rtstudy.core.masks import apply_mask, check_mask_fits
 from rtstudy.core.tickets import channel_groups, prunable_names
+from rtstudy.vision.models import count_parameters
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -118,10 +120,6 @@ def slim_channel_ticket(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> n
 
 
 # ----------------------------------------------------------------------------- costs
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     """Multiply-accumulates per example of a forward pass on ``x`` (conv and linear layers)."""
     total = 0
@@ -155,8 +153,7 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
 
 def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
     """Median seconds of one forward pass on ``x`` (eval mode, ``torch.inference_mode``)."""
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    check_int("repeats", repeats, 1)
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     was_training = model.training
     model.eval()

@@ -18,7 +18,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rtstudy.core.checks import check_choice, check_positive, check_range
+from rtstudy.core.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_range,
+    check_type,
+)
 from rtstudy.vision.attacks import AttackConfig, perturb, robust_accuracy
 from rtstudy.vision.data import augment_flip_crop, batches
 
@@ -48,9 +55,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_positive("epochs", self.epochs)
-        check_positive("batch_size", self.batch_size)
-        if not isinstance(self.min_steps, int) or self.min_steps < 0:
-            raise ValueError(f"min_steps must be an integer >= 0, got {self.min_steps!r}")
+        check_int("batch_size", self.batch_size, 1)
+        check_int("min_steps", self.min_steps, 0)
         check_positive("lr", self.lr)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("weight_decay", self.weight_decay, 0.0, 1.0)
@@ -58,8 +64,11 @@ class TrainConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_range("warmup", self.warmup, 0.0, 1.0, high_open=True)
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        for flag in ("augment", "amp", "channels_last"):
+            check_bool(flag, getattr(self, flag))
         if isinstance(self.attack, dict):
             object.__setattr__(self, "attack", AttackConfig.from_dict(self.attack))
+        check_type("attack", self.attack, AttackConfig, "an AttackConfig or a dict")
 
     def to_dict(self) -> dict:
         d = asdict(self)
