@@ -3,8 +3,8 @@ tabular data) that goes through the core pipeline with no change to a core modul
 
 import pytest
 import torch
-
 from _toy_track import Accuracy, Recipe, TabularSource
+
 from rtstudy.core.descriptions import TicketDesc, TransferDesc
 from rtstudy.core.pipeline import draw_ticket, pretrain, transfer
 from rtstudy.core.store import Store
@@ -48,7 +48,7 @@ def test_random_and_imp_schemes_work_on_the_second_track(store):
     imp = draw_ticket(TicketDesc(src.desc, "imp_target", "nm", 0.5, rate=0.5, epochs=5,
                                  target="blobs_b", finetune=Recipe(epochs=5), target_fraction=1.0),
                       store=store)
-    for k, keep in imp.mask.items():  # 2:4 along the inputs
+    for keep in imp.mask.values():  # 2:4 along the inputs
         assert torch.all(keep.reshape(-1, 4).sum(1) == 2)
     assert len(store.list("imp_round")) == 1
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rtstudy.core.checks import check_bool, check_choice, check_int, check_range
+from rtstudy.core.registry import Registry
 
 KINDS = ("pgd", "fgsm_rs", "none")
-NORMS = ("linf", "l2")
 L2_INITS = ("gaussian", "ball")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -122,10 +122,15 @@ class L2Threat(ThreatModel):
         return f"L2Threat(eps={self.eps!r}, init={self.init!r})"
 
 
+THREATS: Registry[type[ThreatModel]] = Registry("norm")
+THREATS.register("linf", LinfThreat)
+THREATS.register("l2", L2Threat)
+NORMS = THREATS.names()
+
+
 def make_threat(norm: str, eps: float) -> ThreatModel:
     """The threat model for ``norm`` ("linf" | "l2") and budget ``eps``."""
-    check_choice("norm", norm, NORMS)
-    return LinfThreat(eps) if norm == "linf" else L2Threat(eps)
+    return THREATS.get(norm)(eps)
 
 
 # --------------------------------------------------------------------------- config

@@ -12,6 +12,8 @@ Names are stable: the first conv is ``net.conv1``, the classifier is ``net.fc``.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import torch
@@ -19,10 +21,11 @@ import torch.nn as nn
 import torchvision
 
 from rtstudy.core.checks import check_choice, check_int, check_positive
+from rtstudy.core.patterns import register_residual_block
+from rtstudy.core.registry import Registry
 
 CIFAR_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet56": 56}
 TORCHVISION_NAMES = ("resnet18", "resnet50")
-MODELS = tuple(CIFAR_DEPTHS) + TORCHVISION_NAMES
 
 
 class Normalize(nn.Module):
@@ -144,6 +147,15 @@ def _torchvision_resnet(
     return net
 
 
+ARCHITECTURES: Registry = Registry("model")  # name -> (num_classes, in_channels, image_size, width) -> net
+for _name, _depth in CIFAR_DEPTHS.items():
+    ARCHITECTURES.register(_name, functools.partial(
+        lambda depth, k, cin, size, width: CifarResNet(depth, k, cin, width), _depth))
+for _name in TORCHVISION_NAMES:
+    ARCHITECTURES.register(_name, functools.partial(_torchvision_resnet, _name))
+MODELS = ARCHITECTURES.names()
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -156,7 +168,7 @@ def build_model(
     seed: int | None = None,
 ) -> Classifier:
     """Build a model by name (see ``MODELS``) with its normaliser inside."""
-    check_choice("model", name, MODELS)
+    make_net = ARCHITECTURES.get(name)
     check_int("num_classes", num_classes, 1)
     check_choice("in_channels", in_channels, (1, 3))
     check_int("image_size", image_size, 1)
@@ -167,10 +179,7 @@ def build_model(
         raise ValueError(f"mean/std need {in_channels} values, got mean={mean} std={std}")
     if seed is not None:
         torch.manual_seed(seed)
-    if name in CIFAR_DEPTHS:
-        net = CifarResNet(CIFAR_DEPTHS[name], num_classes, in_channels, width)
-    else:
-        net = _torchvision_resnet(name, num_classes, in_channels, image_size, width)
+    net = make_net(num_classes, in_channels, image_size, width)
     spec = dict(
         name=name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
         width=width, mean=list(mean), std=list(std),
@@ -278,3 +287,6 @@ def load_robustness_checkpoint(model: Classifier, path: str | Path) -> Classifie
 def count_parameters(model: nn.Module) -> int:
     """Number of parameter elements (masked weights count: they are still stored)."""
     return sum(p.numel() for p in model.parameters())
+
+
+register_residual_block(BasicBlock, torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck)
