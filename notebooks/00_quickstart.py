@@ -120,15 +120,9 @@ plots.show(fig)
 # nothing; E1 repeats this over seeds, sparsities and tasks.
 
 # %%
-acc = {(r["source"], r["sparsity"]): r["value"] for r in rows}
-d_dense = 100 * (acc[("robust", 0.0)] - acc[("natural", 0.0)])
-d_ticket = 100 * (acc[("robust", sparsity)] - acc[("natural", sparsity)])
-finding = (f"One seed, {P.source} → {target}: the robust ({eps_label(P.eps_star)}) {sparsity:.0%} OMP "
-           f"ticket reached {acc[('robust', sparsity)]:.1%} vs the natural ticket's "
-           f"{acc[('natural', sparsity)]:.1%} ({d_ticket:+.1f} points); dense models "
-           f"{acc[('robust', 0.0)]:.1%} vs {acc[('natural', 0.0)]:.1%} ({d_dense:+.1f}). "
-           f"Single-seed differences are anecdotes, not findings: see E1 for intervals.")
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.quickstart_finding(rows, source_task=P.source, target=target, sparsity=sparsity,
+                               eps=P.eps_star)
+display(Markdown(finding.markdown))
 recorded = record("E0", rows, finding, {"profile": profile, "target": target, "sparsity": sparsity,
                                         "seed": seed, "eps_star": P.eps_star}, results_dir)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -67,11 +67,8 @@ display(Markdown(X.markdown_table(rows, ["task", "sparsity"], "source")))
 # ## Finding
 
 # %%
-cs = X.contrasts(rows, by=("task", "sparsity"))
-finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
-                             ("task", "sparsity"))
-finding += X.tally_sentence(cs, "Overall", "(task, sparsity)", subject="robust")
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.main_finding(rows, robust_name)
+display(Markdown(finding.markdown))
 recorded = record("E1", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "sparsities": sparsities, "seeds": seeds,
                    "robust_source": robust_name, "scheme": "omp", "pattern": "unstructured"}, results_dir)

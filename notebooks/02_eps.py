@@ -72,7 +72,7 @@ display(Markdown(X.markdown_table(rows, ["task", "sparsity"], "eps")))
 
 # %%
 finding = X.eps_sweep_finding(rows)
-display(Markdown(f"**Finding.** {finding}"))
+display(Markdown(finding.markdown))
 recorded = record("E2", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "eps_sweep": eps_sweep, "sparsities": sparsities,
                    "seeds": seeds, "robust_kind": P.robust_kind, "norm": P.norm}, results_dir)

@@ -63,13 +63,8 @@ display(Markdown(X.markdown_table(rows, ["task", "pattern_label"], "ticket_sourc
 
 # %%
 robust_name = sources[1].name(P)
-cs = X.contrasts(rows, by=("task", "pattern_label"), scheme="omp")
-finding = X.contrast_finding(cs, f"the robust ({robust_name}) OMP ticket", "the natural one",
-                             ("task", "pattern"))
-sanity = X.contrasts(rows, factor="scheme", a="omp", b="random", by=("task", "source", "pattern_label"))
-finding += X.tally_sentence(sanity, "Sanity check, OMP vs random tickets at the same per-layer sparsity",
-                            "(task, source, pattern)", subject="OMP")
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.pattern_finding(rows, robust_name)
+display(Markdown(finding.markdown))
 recorded = record("E3", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "patterns": patterns, "nm": list(nm), "seeds": seeds,
                                         "robust_source": robust_name}, results_dir)

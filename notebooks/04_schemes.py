@@ -58,16 +58,8 @@ display(Markdown(X.markdown_table(rows, ["task", "scheme"], "source")))
 
 # %%
 robust_name = sources[1].name(P)
-cs = X.contrasts(rows, by=("task", "scheme"))
-finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
-                             ("task", "scheme"))
-if "random" in schemes:
-    drawn = [s for s in schemes if s != "random"]
-    sanity = [c for s in drawn for c in X.contrasts(rows, factor="scheme", a=s, b="random",
-                                                    by=("task", "source"))]
-    finding += X.tally_sentence(sanity, f"Sanity check, drawn ({', '.join(drawn)}) vs random tickets",
-                                "(scheme, task, source)")
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.scheme_finding(rows, robust_name, schemes)
+display(Markdown(finding.markdown))
 recorded = record("E4", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "schemes": schemes, "seeds": seeds, "imp_rate": P.imp_rate,
                                         "imp_epochs": P.imp_epochs, "robust_source": robust_name}, results_dir)

@@ -70,16 +70,8 @@ display(Markdown(X.markdown_table(rows, ["task"], "source_label")))
 # ## Finding
 
 # %%
-parts = []
-for name in names[1:]:
-    cs = X.contrasts(rows, factor="source_label", a=name, b="natural", by=("task",))
-    parts.append(X.contrast_finding(cs, name, "natural", ("task",), group=None,
-                                    metric_name=f"{name} vs natural"))
-for a, b, what in ((names[2], names[1], "attack kind"), (names[3], names[1], "norm")):
-    cs = X.contrasts(rows, factor="source_label", a=a, b=b, by=("task",))
-    parts.append(X.contrast_finding(cs, a, b, ("task",), group=None, metric_name=f"{what}: {a} vs {b}"))
-finding = " ".join(parts)
-display(Markdown("**Finding.** " + "\n\n".join(parts)))
+finding = X.attack_finding(rows, names)
+display(Markdown(finding.markdown))
 recorded = record("E5", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "sparsity": sparsity, "seeds": seeds,
                    "sources": names, "eps_linf": eps_linf, "eps_l2": eps_l2,

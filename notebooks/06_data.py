@@ -59,20 +59,8 @@ print("training images per (task, fraction):", {f"{t} {X.pct(f)}": n for (t, f),
 
 # %%
 robust_name = sources[1].name(P)
-cs = X.contrasts(rows, by=("task", "fraction"))
-finding = X.contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
-                             ("task", "fraction of T"))
-trend = []
-for task in targets:
-    d = {c.key[1]: c.diff for c in cs if c.key[0] == task}
-    if len(d) >= 2:
-        lo, hi = min(d), max(d)
-        word = "larger" if d[lo] > d[hi] else ("smaller" if d[lo] < d[hi] else "the same")
-        trend.append(f"on {task} the mean gain is {word} with {X.pct(lo)} of the data ({d[lo]:+.1f} "
-                     f"points) than with {X.pct(hi)} ({d[hi]:+.1f})")
-if trend:
-    finding += " Trend of the mean gain: " + "; ".join(trend) + "."
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.data_finding(rows, robust_name, targets)
+display(Markdown(finding.markdown))
 recorded = record("E6", rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,
                                         "sparsity": sparsity, "seeds": seeds, "robust_source": robust_name},
                   results_dir)

@@ -58,14 +58,8 @@ display(Markdown(X.markdown_table(rows, ["task", "regime", "sparsity"], "source"
 
 # %%
 robust_name = sources[1].name(P)
-cs = X.contrasts(rows, by=("task", "regime", "sparsity"))
-finding = X.contrast_finding(cs, f"the robust ({robust_name}) source", "the natural one",
-                             ("task", "regime", "sparsity"))
-gain = {reg: [c.diff for c in cs if c.key[1] == reg] for reg in regimes}
-if all(gain.values()):
-    finding += " Mean gain over tasks and sparsities: " + ", ".join(
-        f"{reg} {sum(v) / len(v):+.1f} points" for reg, v in gain.items()) + "."
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.regime_finding(rows, robust_name, regimes)
+display(Markdown(finding.markdown))
 recorded = record("E7", rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,
                                         "regimes": regimes, "seeds": seeds, "robust_source": robust_name},
                   results_dir)

@@ -25,7 +25,6 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.core.stats import describe, pearson, spearman
 from rtstudy.pipeline import profile_task
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
@@ -80,8 +79,6 @@ display(Markdown(X.markdown_table(rows, ["task"], "source")))
 
 # %%
 cs = {c.key[0]: c for c in X.contrasts(rows, by=("task",))}
-order = sorted(cs, key=lambda t: dist[t])
-x, y = [dist[t] for t in order], [cs[t].diff for t in order]
 fig = X.gain_distance_figure(cs, dist, title=f"Robust − natural gain at {sparsity:.0%} sparsity vs "
                              "the measured S→T distance",
                              x_title=f"Fréchet distance of penultimate features ({P.source} → T)")
@@ -91,19 +88,8 @@ plots.show(fig)
 # ## Finding
 
 # %%
-per_task = "; ".join(f"{t} (distance {dist[t]:.3g}): "
-                     + describe("robust", cs[t].a, "natural", cs[t].b) for t in order)
-if len(x) >= 3:
-    rho, r = spearman(x, y), pearson(x, y)
-    sign = "positive" if rho.r > 0 else ("negative" if rho.r < 0 else "zero")
-    strength = ("not significant at the 5% level" if rho.p >= 0.05 else "significant at the 5% level")
-    finding = (f"Across {len(x)} targets the robust − natural gain has a {sign} rank correlation with "
-               f"the measured domain distance: {rho}; {r}; {strength}, and with only {len(x)} points "
-               f"{'this is weak evidence either way' if len(x) < 8 else 'treat it with care'}. "
-               f"Gains range from {min(y):+.1f} to {max(y):+.1f} points. Per target: {per_task}.")
-else:
-    finding = f"Only {len(x)} targets: no correlation can be estimated. Per target: {per_task}."
-display(Markdown(f"**Finding.** {finding}"))
+finding = X.gap_finding(cs, dist)
+display(Markdown(finding.markdown))
 recorded = record("E8", rows, finding, {"profile": profile, "targets": all_tasks, "sparsity": sparsity,
                                         "seeds": seeds, "gap_n": gap_n, "distances": dist,
                                         "robust_source": sources[1].name(P)}, results_dir)

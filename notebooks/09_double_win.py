@@ -65,17 +65,8 @@ display(Markdown(X.markdown_table(rows, ["task", "transfer"], "source", metric="
 
 # %%
 robust_name = sources[1].name(P)
-parts, wins = [], []
-for metric, word in (("test_acc", "clean accuracy"), ("robust_acc", f"robust accuracy at {eps_label(eps)}")):
-    cs = X.contrasts(rows, by=("task", "transfer"), metric=metric)
-    parts.append(X.contrast_finding(cs, "the robust ticket", "the natural one", ("task", "finetuning"),
-                                    metric_name=word))
-    wins.append({c.key for c in cs if c.verdict == "better"})
-double = sorted(wins[0] & wins[1])
-parts.append("Double wins (robust ticket better on both, intervals separate): "
-             + (", ".join(f"{t} with {tr}" for t, tr in double) if double else "none") + ".")
-finding = f"Robust source {robust_name}. " + " ".join(parts)
-display(Markdown("**Finding.** " + "\n\n".join(parts)))
+finding = X.double_win_finding(rows, robust_name, eps)
+display(Markdown(finding.markdown))
 recorded = record("E9", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "eps": eps, "seeds": seeds, "robust_source": robust_name}, results_dir)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

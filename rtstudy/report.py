@@ -22,8 +22,8 @@ from pathlib import Path
 
 from rtstudy.core.checks import check_choice
 from rtstudy.core.store import atomic_write_text
+from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E10
 from rtstudy.profiles import PROFILES
-from rtstudy.results import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

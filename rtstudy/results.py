@@ -3,7 +3,8 @@
 A notebook calls ``record(...)`` once at the end; when the report runner executes it, the
 ``results_dir`` parameter points into the report's staging folder and the record lands
 there as ``<id>.json`` (atomically). Interactively (``results_dir=None``) nothing is
-written. Rows have the columns of ``ROW_KEYS``; extra keys are kept.
+written. Rows have the columns of ``ROW_KEYS``; extra keys are kept. The experiment ids
+and titles are those of ``rtstudy.experiments.registry.EXPERIMENTS``.
 """
 
 from __future__ import annotations
@@ -15,19 +16,6 @@ from pathlib import Path
 from rtstudy.core.store import atomic_write_text
 
 ROW_KEYS = ("task", "source", "eps", "scheme", "pattern", "sparsity", "seed", "metric", "value")
-EXPERIMENTS = {
-    "E0": "quickstart",
-    "E1": "main: robust vs natural tickets",
-    "E2": "how much robustness (eps sweep)",
-    "E3": "sparsity patterns",
-    "E4": "pruning schemes",
-    "E5": "which robustification",
-    "E6": "data-limited transfer",
-    "E7": "finetune vs linear probe",
-    "E8": "domain gap",
-    "E9": "double-win: robust accuracy on T",
-    "E10": "mask anatomy",
-}
 
 
 def row(task: str, source: str, eps: float, scheme: str, pattern: str, sparsity: float, seed: int,
@@ -40,8 +28,9 @@ def row(task: str, source: str, eps: float, scheme: str, pattern: str, sparsity:
 def record(experiment: str, rows: Iterable[dict], finding: str, parameters: dict,
            results_dir: str | Path | None) -> dict:
     """Validate and (when ``results_dir`` is set) write one experiment's results."""
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}; allowed: {', '.join(EXPERIMENTS)}")
+    from rtstudy.experiments.registry import EXPERIMENTS  # not at the top: experiments imports row
+
+    title = EXPERIMENTS.get(experiment).title  # a ValueError naming the allowed ids
     rows = list(rows)
     for r in rows:
         missing = [k for k in ROW_KEYS if k not in r]
@@ -49,7 +38,7 @@ def record(experiment: str, rows: Iterable[dict], finding: str, parameters: dict
             raise ValueError(f"result row {r} lacks {missing}")
     if not finding or not finding.strip():
         raise ValueError("an experiment must state a finding computed from its numbers")
-    out = {"experiment": experiment, "title": EXPERIMENTS[experiment], "finding": finding,
+    out = {"experiment": experiment, "title": title, "finding": str(finding),
            "parameters": parameters, "rows": rows}
     if results_dir is not None:
         atomic_write_text(Path(results_dir) / f"{experiment}.json", json.dumps(out, indent=1, default=str))

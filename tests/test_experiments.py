@@ -1,4 +1,7 @@
-"""Tests of the notebooks' shared logic: grouping, findings, the domain distance, shifted tasks."""
+"""Tests of the notebooks' shared logic: specs, grouping, the domain distance, shifted tasks.
+
+The findings are tested in ``test_findings.py``.
+"""
 
 from __future__ import annotations
 
@@ -92,59 +95,6 @@ def test_formatting():
     assert X.fmt_level("task", "mnist5k") == "mnist5k"
 
 
-# ----------------------------------------------------------------------------- findings
-def test_contrast_finding_claims_only_where_intervals_separate():
-    rows = _rows({
-        ("mnist5k", "natural", 0.5): [0.80, 0.81, 0.79],
-        ("mnist5k", "robust", 0.5): [0.90, 0.91, 0.89],  # separated: better
-        ("mnist5k", "natural", 0.8): [0.70, 0.80, 0.60],
-        ("mnist5k", "robust", 0.8): [0.72, 0.82, 0.62],  # overlapping: tie
-        ("digits", "natural", 0.5): [0.90, 0.91, 0.90],
-        ("digits", "robust", 0.5): [0.80, 0.81, 0.80],  # separated: worse
-    })
-    cs = X.contrasts(rows, by=("task", "sparsity"))
-    verdicts = {c.key: c.verdict for c in cs}
-    assert verdicts == {("digits", 0.5): "worse", ("mnist5k", 0.5): "better", ("mnist5k", 0.8): "tie"}
-    assert X.tally(cs) == {"better": 1, "tie": 1, "worse": 1}
-    text = X.contrast_finding(cs, "robust", "natural", ("task", "sparsity"))
-    assert "3 seeds" in text
-    assert "On mnist5k, robust beats natural at sparsity 50% (+10.0 points)" in text
-    assert "the intervals overlap at 80% (+2.0 points)" in text
-    assert "On digits, robust trails natural at sparsity 50% (-10.0 points)" in text
-
-
-def test_contrast_finding_all_ties_and_single_seed_claims_nothing():
-    rows = _rows({("t", "natural", 0.5): [0.5, 0.6], ("t", "robust", 0.5): [0.52, 0.61]})
-    text = X.contrast_finding(X.contrasts(rows), "robust", "natural", ("task", "sparsity"))
-    assert "not distinguishable at any sparsity tested" in text and "beats" not in text
-    one = _rows({("t", "natural", 0.5): [0.1], ("t", "robust", 0.5): [0.9]})
-    cs = X.contrasts(one)
-    assert cs[0].verdict == "tie"
-    text = X.contrast_finding(cs, "robust", "natural", ("task", "sparsity"))
-    assert "single seed" in text and "beats" not in text
-    assert "No configuration" in X.contrast_finding([], "robust", "natural", ("task",))
-
-
-def _est(mean, half, n=3):
-    from rtstudy.core.stats import Estimate
-
-    return Estimate(mean, mean - half, mean + half, n)
-
-
-def test_sweep_finding_inverted_u_only_when_interior_best_separates_from_both_ends():
-    u = {0.0: _est(0.5, 0.01), 2 / 255: _est(0.7, 0.01), 8 / 255: _est(0.6, 0.01)}
-    assert "an inverted U" in X.sweep_finding(u) and "2/255" in X.sweep_finding(u)
-    weak = {0.0: _est(0.5, 0.2), 2 / 255: _est(0.6, 0.15), 8 / 255: _est(0.4, 0.01)}
-    text = X.sweep_finding(weak)
-    assert "not established" in text and "overlaps 0" in text and "separates from 8/255" in text
-    end = {0.0: _est(0.8, 0.01), 2 / 255: _est(0.7, 0.01), 8 / 255: _est(0.6, 0.01)}
-    assert "no interior optimum" in X.sweep_finding(end)
-    end_overlap = {0.0: _est(0.65, 0.1), 2 / 255: _est(0.62, 0.01), 8 / 255: _est(0.6, 0.1)}
-    text = X.sweep_finding(end_overlap)
-    assert "no interior optimum" not in text and "do not rule one out" in text
-    assert "no inverted U can be judged" in X.sweep_finding({0.0: _est(0.5, 0.1), 1.0: _est(0.6, 0.1)})
-
-
 # ----------------------------------------------------------------------------- stats additions
 def test_spearman_and_pearson():
     x = [1, 2, 3, 4, 5, 6]
@@ -235,24 +185,3 @@ def test_run_grid_rows_on_the_smoke_profile_and_reuse(tmp_path):
     d_inv = gap.domain_distance(P, X.pretrain_sources(P, sources, store=store)[sources[0]],
                                 f"{P.source}:invert", n=100, store=store)
     assert 0 <= d_self < d_inv
-
-
-def test_eps_sweep_finding_names_task_best_eps_and_compares_with_natural():
-    rows = []
-    for eps, vals in ((0.0, [0.50, 0.51, 0.50]), (2 / 255, [0.70, 0.71, 0.70]), (8 / 255, [0.60, 0.61, 0.60])):
-        for seed, v in enumerate(vals):
-            rows.append(row("mnist5k", "natural" if eps == 0 else "robust", eps, "omp", "unstructured",
-                            0.8, seed, "test_acc", v))
-    text = X.eps_sweep_finding(rows)
-    assert text.startswith("On mnist5k at 80% sparsity: the best ε is 2/255")
-    assert "an inverted U" in text and "ε = 2/255 beats natural (ε = 0)" in text
-
-
-
-def test_tally_sentence_counts_each_verdict():
-    hi, lo, wide = _est(0.9, 0.01), _est(0.5, 0.01), _est(0.7, 0.3)
-    cs = [X.Contrast(("a",), hi, lo), X.Contrast(("b",), hi, lo), X.Contrast(("c",), lo, hi),
-          X.Contrast(("d",), wide, hi)]
-    assert X.tally_sentence(cs, "Overall", "(task)", subject="robust") == (
-        " Overall: robust better in 2, indistinguishable in 1, worse in 1 of 4 (task) cells.")
-    assert X.tally_sentence(cs[:1], "Sanity", "(x)").startswith(" Sanity: better in 1,")

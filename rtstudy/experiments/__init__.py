@@ -1,0 +1,73 @@
+"""The experiment notebooks' shared logic, one concern per module, re-exported as ``X.<name>``.
+
+- ``grid``: source / ticket / transfer specs and :func:`run_grid`, which runs their product;
+- ``rows``: the row query language (:func:`select`, :func:`estimates`, ...) and formatting;
+- ``findings``: contrasts and each experiment's finding sentence (E0 ... E9);
+- ``registry``: every experiment's id, title, notebook and finding (:data:`EXPERIMENTS`);
+- figures of rows live in ``rtstudy.plots`` and are re-exported here.
+
+Notebooks import ``from rtstudy import experiments as X``.
+"""
+
+from rtstudy.experiments.findings import (
+    Contrast,
+    Finding,
+    attack_finding,
+    best_level,
+    contrast_finding,
+    contrasts,
+    data_finding,
+    double_win_finding,
+    eps_sweep_finding,
+    gap_finding,
+    main_finding,
+    pattern_finding,
+    quickstart_finding,
+    regime_finding,
+    scheme_finding,
+    sweep_finding,
+    tally,
+    tally_sentence,
+)
+from rtstudy.experiments.grid import (
+    NATURAL,
+    ROBUST,
+    Grid,
+    SourceSpec,
+    TicketSpec,
+    TransferSpec,
+    attack_name,
+    natural,
+    nm_ticket,
+    param,
+    pretrain_sources,
+    robust,
+    run_grid,
+    source_table,
+    standard_sources,
+    ticket_seed,
+)
+from rtstudy.experiments.registry import EXPERIMENTS, Experiment
+from rtstudy.experiments.rows import (
+    estimates,
+    fmt_key,
+    fmt_level,
+    levels,
+    markdown_table,
+    pct,
+    seed_groups,
+    select,
+)
+from rtstudy.plots import bar_figure, curve_figure, gain_distance_figure, source_figure
+
+__all__ = [
+    "EXPERIMENTS", "NATURAL", "ROBUST", "Contrast", "Experiment", "Finding", "Grid", "SourceSpec",
+    "TicketSpec", "TransferSpec", "attack_finding", "attack_name", "bar_figure", "best_level",
+    "contrast_finding", "contrasts", "curve_figure", "data_finding", "double_win_finding",
+    "eps_sweep_finding", "estimates", "fmt_key", "fmt_level", "gain_distance_figure",
+    "gap_finding", "levels", "main_finding", "markdown_table", "natural", "nm_ticket", "param",
+    "pattern_finding", "pct", "pretrain_sources", "quickstart_finding", "regime_finding",
+    "robust", "run_grid", "scheme_finding", "seed_groups", "select", "source_figure",
+    "source_table", "standard_sources", "sweep_finding", "tally", "tally_sentence",
+    "ticket_seed",
+]

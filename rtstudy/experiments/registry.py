@@ -1,0 +1,101 @@
+"""The experiments by id: each one's title, notebook and finding function, in one registry.
+
+``EXPERIMENTS.get("E1")`` is the ``Experiment``; iterating the registry gives the ids in
+order (E0 ... E10); ``TITLES`` maps id -> title (what the report prints).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from rtstudy.experiments import findings
+
+
+@dataclass(frozen=True)
+class LazyFunction:
+    """``module.name``, imported on first call (E10's finding lives in the explorer)."""
+
+    module: str
+    name: str
+
+    def resolve(self) -> Callable[..., str]:
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __call__(self, *args, **kwargs) -> str:
+        return self.resolve()(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: ``id`` (``E<n>``), its title, its notebook's stem (``<nn>_<name>``),
+    and the function that turns its results into its finding."""
+
+    id: str
+    title: str
+    notebook: str
+    finding: Callable[..., str]
+
+    def __post_init__(self) -> None:
+        prefix = self.notebook.split("_")[0]
+        if not (self.id[:1] == "E" and self.id[1:].isdigit() and prefix.isdigit()
+                and int(prefix) == int(self.id[1:])):
+            raise ValueError(f"experiment {self.id!r}: the notebook {self.notebook!r} must be "
+                             f"named <nn>_<name> with nn = the id's number")
+
+
+class Registry:
+    """Experiments by id, in the order they were registered."""
+
+    def __init__(self, experiments: Iterable[Experiment] = ()) -> None:
+        self._by_id: dict[str, Experiment] = {}
+        for exp in experiments:
+            self.register(exp)
+
+    def register(self, exp: Experiment) -> Experiment:
+        if exp.id in self._by_id:
+            raise ValueError(f"experiment {exp.id!r} is registered twice")
+        self._by_id[exp.id] = exp
+        return exp
+
+    def get(self, experiment_id: str) -> Experiment:
+        """The experiment ``experiment_id``; a ValueError naming the allowed ids otherwise."""
+        try:
+            return self._by_id[experiment_id]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown experiment {experiment_id!r}; allowed: "
+                             f"{', '.join(self._by_id)}") from None
+
+    __getitem__ = get
+
+    def __contains__(self, experiment_id: object) -> bool:
+        return experiment_id in self._by_id
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def titles(self) -> dict[str, str]:
+        """``{id: title}`` in order."""
+        return {e.id: e.title for e in self._by_id.values()}
+
+
+EXPERIMENTS = Registry([
+    Experiment("E0", "quickstart", "00_quickstart", findings.quickstart_finding),
+    Experiment("E1", "main: robust vs natural tickets", "01_main", findings.main_finding),
+    Experiment("E2", "how much robustness (eps sweep)", "02_eps", findings.eps_sweep_finding),
+    Experiment("E3", "sparsity patterns", "03_patterns", findings.pattern_finding),
+    Experiment("E4", "pruning schemes", "04_schemes", findings.scheme_finding),
+    Experiment("E5", "which robustification", "05_attack", findings.attack_finding),
+    Experiment("E6", "data-limited transfer", "06_data", findings.data_finding),
+    Experiment("E7", "finetune vs linear probe", "07_regime", findings.regime_finding),
+    Experiment("E8", "domain gap", "08_gap", findings.gap_finding),
+    Experiment("E9", "double-win: robust accuracy on T", "09_double_win",
+               findings.double_win_finding),
+    Experiment("E10", "mask anatomy", "10_anatomy",
+               LazyFunction("rtstudy.explorer", "anatomy_finding")),
+])
+TITLES = EXPERIMENTS.titles()
