@@ -29,7 +29,8 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.pipeline import DENSE, draw_ticket, eps_label, pretrain, profile_task, transfer
+from rtstudy.core.pipeline import draw_ticket, pretrain, transfer
+from rtstudy.vision.track import eps_label, source_task
 from rtstudy.profiles import get_profile
 from rtstudy.results import record, row
 
@@ -53,17 +54,19 @@ print(f"profile {P.name}: source {P.source} -> target {target}, model {P.model},
 # input; normalisation lives inside the model, so ε means the same thing everywhere.
 
 # %%
-S, T = profile_task(P, P.source), profile_task(P, target)
+S, T = source_task(P.source_model(0.0)), source_task(P.source_model(0.0), target)
 print(S)
 print(T)
 
 # %% [markdown]
 # ## 2. Pretrain a natural and a robust source model
-# `pretrain(profile, eps)` trains (or loads) the source model; ε = 0 is natural training.
+# Every artifact is described once: `P.source_model(eps)` describes the source model
+# (ε = 0 is natural training) and `pretrain(description)` trains it, or loads it when it
+# is stored already.
 
 # %%
-natural = pretrain(P, 0.0)
-robust = pretrain(P, P.eps_star)
+natural = pretrain(P.source_model(0.0))
+robust = pretrain(P.source_model(P.eps_star))
 for src in (natural, robust):
     m = src.artifact.metrics
     rob = f", robust acc {m['robust_acc']:.1%} at its own ε" if "robust_acc" in m else ""
@@ -71,12 +74,12 @@ for src in (natural, robust):
 
 # %% [markdown]
 # ## 3. Draw a ticket
-# `draw_ticket(profile, source, scheme, pattern, sparsity)` returns a binary mask over the
+# `draw_ticket(P.ticket(source, scheme, pattern, sparsity))` returns a binary mask over the
 # prunable weights. OMP keeps the largest-magnitude pretrained weights (globally).
 
 # %%
-t_nat = draw_ticket(P, natural, "omp", "unstructured", sparsity)
-t_rob = draw_ticket(P, robust, "omp", "unstructured", sparsity)
+t_nat = draw_ticket(P.ticket(natural.desc, "omp", "unstructured", sparsity))
+t_rob = draw_ticket(P.ticket(robust.desc, "omp", "unstructured", sparsity))
 inter = sum(int((t_nat.mask[k] & t_rob.mask[k]).sum()) for k in t_nat.mask)
 union = sum(int((t_nat.mask[k] | t_rob.mask[k]).sum()) for k in t_nat.mask)
 print(f"achieved sparsity: natural {t_nat.sparsity:.1%}, robust {t_rob.sparsity:.1%}; "
@@ -94,16 +97,16 @@ plots.show(fig)
 
 # %% [markdown]
 # ## 4. Transfer
-# `transfer(profile, source, ticket, target)` puts a fresh head on the masked source model
+# `transfer(P.transfer(source, ticket, target))` puts a fresh head on the masked source model
 # and finetunes it on T with the mask fixed (pruned weights stay exactly zero).
 
 # %%
 rows = []
-for name, src, ticket in (("natural", natural, DENSE), ("robust", robust, DENSE),
+for name, src, ticket in (("natural", natural, None), ("robust", robust, None),
                           ("natural", natural, t_nat), ("robust", robust, t_rob)):
-    art = transfer(P, src, ticket, target, seed=seed)
-    s = 0.0 if ticket is DENSE else sparsity
-    rows.append(row(target, name, src.eps, "omp", "unstructured", s, seed, "test_acc",
+    art = transfer(P.transfer(src.desc, ticket and ticket.desc, target, seed=seed))
+    s = 0.0 if ticket is None else sparsity
+    rows.append(row(target, name, src.desc.eps, "omp", "unstructured", s, seed, "test_acc",
                     art.metrics["test_acc"], n_train=art.metrics["n_train"],
                     measured_sparsity=art.metrics["sparsity"]))
     print(f"{name:>8} {'dense' if s == 0 else f'{s:.0%} ticket':>10}: test acc on {target} "

@@ -42,7 +42,7 @@ sparsities = X.param(sparsities, P.sparsities, float)
 seeds = X.param(seeds, P.seeds, int)
 sources = [X.natural(P), X.robust(P, eps)]
 tickets = [X.TicketSpec("omp", "unstructured", s) for s in sparsities]
-robust_name = sources[1].name(P)
+robust_name = sources[1].label
 print(f"{P.source} -> {targets}; sources: natural, {robust_name}; sparsities {sparsities}; seeds {seeds}")
 
 # %% [markdown]

@@ -22,7 +22,7 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.pipeline import eps_label
+from rtstudy.vision.track import eps_label
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
 

@@ -44,14 +44,16 @@ sources = X.standard_sources(P)
 tickets = []
 for pat in patterns:
     for scheme in ("omp", "random"):
-        tickets.append(X.nm_ticket(scheme, n, m) if pat == "nm" else X.TicketSpec(scheme, pat, sparsity))
+        tickets.append(X.TicketSpec.at(scheme, pat, sparsity, n=n, m=m))
 print([t.label for t in tickets], targets, seeds)
 
 # %%
+SCHEME_NAMES = {"omp": "OMP"}
 rows = X.run_grid(P, sources, tickets, targets, seeds)
+short = {t.label: t.short_label for t in tickets}
 for r in rows:  # a readable pattern column for figures and tables
-    r["pattern_label"] = f"{r['pattern']} {X.pct(r['sparsity'])}" if r["pattern"] != "nm" else f"{n}:{m}"
-    r["ticket_source"] = f"{r['source']} {'OMP' if r['scheme'] == 'omp' else 'random'}"
+    r["pattern_label"] = short[r["ticket"]]
+    r["ticket_source"] = f"{r['source']} {SCHEME_NAMES.get(r['scheme'], r['scheme'])}"
 fig = X.bar_figure(rows, x="pattern_label", series="ticket_source",
                    title="Sparsity patterns: OMP and random tickets from natural and robust sources",
                    x_title="pattern", y_title="test accuracy on T")
@@ -62,7 +64,7 @@ display(Markdown(X.markdown_table(rows, ["task", "pattern_label"], "ticket_sourc
 # ## Finding
 
 # %%
-robust_name = sources[1].name(P)
+robust_name = sources[1].label
 finding = X.pattern_finding(rows, robust_name)
 display(Markdown(finding.markdown))
 recorded = record("E3", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,

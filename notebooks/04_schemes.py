@@ -57,7 +57,7 @@ display(Markdown(X.markdown_table(rows, ["task", "scheme"], "source")))
 # ## Finding
 
 # %%
-robust_name = sources[1].name(P)
+robust_name = sources[1].label
 finding = X.scheme_finding(rows, robust_name, schemes)
 display(Markdown(finding.markdown))
 recorded = record("E4", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,

@@ -47,7 +47,7 @@ sources = [
     X.robust(P, eps_linf, kind=other, norm="linf"),  # the other attack kind
     X.robust(P, eps_l2, kind=P.robust_kind, norm="l2"),  # the other norm
 ]
-names = [s.name(P) for s in sources]
+names = [s.label for s in sources]
 print(names)
 
 # %% [markdown]

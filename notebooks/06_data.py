@@ -58,7 +58,7 @@ print("training images per (task, fraction):", {f"{t} {X.pct(f)}": n for (t, f),
 # ## Finding
 
 # %%
-robust_name = sources[1].name(P)
+robust_name = sources[1].label
 finding = X.data_finding(rows, robust_name, targets)
 display(Markdown(finding.markdown))
 recorded = record("E6", rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,

@@ -57,7 +57,7 @@ display(Markdown(X.markdown_table(rows, ["task", "regime", "sparsity"], "source"
 # ## Finding
 
 # %%
-robust_name = sources[1].name(P)
+robust_name = sources[1].label
 finding = X.regime_finding(rows, robust_name, regimes)
 display(Markdown(finding.markdown))
 recorded = record("E7", rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,

@@ -25,7 +25,7 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.pipeline import profile_task
+from rtstudy.vision.track import source_task
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
 from rtstudy.vision import gap
@@ -59,7 +59,7 @@ print(f"targets {tasks}{' + the source task ' + P.source if include_source else 
 models = X.pretrain_sources(P, sources)
 nat = models[sources[0]]
 all_tasks = tasks + ([P.source] if include_source else [])
-dist = {t: gap.domain_distance(P, nat, t, n=gap_n) for t in all_tasks}
+dist = {t: gap.domain_distance(nat, t, n=gap_n) for t in all_tasks}
 display(Markdown("| target | Fréchet distance to " + P.source + " |\n|---|---|\n"
                  + "\n".join(f"| {t} | {d:.3g} |" for t, d in sorted(dist.items(), key=lambda kv: kv[1]))))
 
@@ -71,8 +71,8 @@ rows = X.run_grid(P, sources, [ticket], tasks, seeds, extra=lambda s, t, task, t
 if include_source:
     # the same number of training images as the first target gets, so the source task is not
     # favoured by its size (Fashion-MNIST has 60k)
-    n_ref = len(profile_task(P, base[0]).train_y) * P.target_fraction
-    frac = min(1.0, n_ref / len(profile_task(P, P.source).train_y))
+    n_ref = len(source_task(nat.desc, base[0]).train_y) * P.target_fraction
+    frac = min(1.0, n_ref / len(source_task(nat.desc).train_y))
     rows += X.run_grid(P, sources, [ticket], [P.source], seeds, [X.TransferSpec(fraction=frac)],
                        extra=lambda s, t, task, tr, seed: {"distance": dist[task]})
 display(Markdown(X.markdown_table(rows, ["task"], "source")))
@@ -92,5 +92,5 @@ finding = X.gap_finding(cs, dist)
 display(Markdown(finding.markdown))
 recorded = record("E8", rows, finding, {"profile": profile, "targets": all_tasks, "sparsity": sparsity,
                                         "seeds": seeds, "gap_n": gap_n, "distances": dist,
-                                        "robust_source": sources[1].name(P)}, results_dir)
+                                        "robust_source": sources[1].label}, results_dir)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -22,7 +22,7 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.pipeline import eps_label
+from rtstudy.vision.track import eps_label
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
 
@@ -64,7 +64,7 @@ display(Markdown(X.markdown_table(rows, ["task", "transfer"], "source", metric="
 # ## Finding
 
 # %%
-robust_name = sources[1].name(P)
+robust_name = sources[1].label
 finding = X.double_win_finding(rows, robust_name, eps)
 display(Markdown(finding.markdown))
 recorded = record("E9", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,

@@ -77,16 +77,14 @@ def run_notebook(src: Path, dst: Path, parameters: dict) -> float:
     return time.perf_counter() - start
 
 
-def _pretrain_one(args: tuple[str, dict]) -> str:
-    """Worker: pretrain one source model of a profile (one torch thread)."""
+def _pretrain_one(desc) -> str:
+    """Worker: pretrain one source model (one torch thread)."""
     import torch
 
-    from rtstudy.pipeline import pretrain
-    from rtstudy.profiles import get_profile
+    from rtstudy.core.pipeline import pretrain
 
     torch.set_num_threads(1)
-    profile_name, spec = args
-    source = pretrain(get_profile(profile_name), progress=False, **spec)
+    source = pretrain(desc, progress=False)
     return f"{source.label}: test acc {source.artifact.metrics['test_acc']:.4f}" + (
         f", robust acc {source.artifact.metrics['robust_acc']:.4f}" if "robust_acc" in source.artifact.metrics else "")
 
@@ -101,15 +99,15 @@ def prefetch_sources(profile: str, jobs: int, log=print) -> None:
 
     from rtstudy.profiles import get_profile
 
-    specs = get_profile(profile).source_specs()
+    specs = get_profile(profile).source_models()
     cost = {"none": 1.0, "fgsm_rs": 1.8, "pgd": 3.3}  # longest first balances the workers
-    specs.sort(key=lambda s: -cost[s.get("kind", "none") if s["eps"] > 0 else "none"])
+    specs.sort(key=lambda s: -cost[s.attack.kind])
     if jobs <= 1:
         for spec in specs:
-            log(f"[report] source {_pretrain_one((profile, spec))}")
+            log(f"[report] source {_pretrain_one(spec)}")
         return
     with mp.get_context("spawn").Pool(jobs) as pool:
-        for line in pool.imap_unordered(_pretrain_one, [(profile, s) for s in specs]):
+        for line in pool.imap_unordered(_pretrain_one, specs):
             log(f"[report] source {line}")
 
 

@@ -76,17 +76,21 @@ def test_source_and_ticket_specs():
     P = get_profile("smoke")
     assert X.robust(P) == X.robust(P, P.eps_star, kind=P.robust_kind, norm=P.norm)
     assert X.robust(P, 0.0) == X.natural(P)
-    assert X.natural(P).name(P) == "natural"
-    assert X.robust(P).name(P) == "FGSM-RS ℓ∞ 2/255"
-    assert X.robust(P, kind="pgd").name(P) == f"PGD-{P.robust_steps} ℓ∞ 2/255"
-    assert X.robust(P, 0.25, norm="l2").name(P) == "FGSM-RS ℓ2 0.25"
+    assert X.natural(P).label == "natural"
+    assert X.robust(P).label == "FGSM-RS ℓ∞ 2/255"
+    assert X.robust(P, kind="pgd").label == f"PGD-{P.robust_steps} ℓ∞ 2/255"
+    assert X.robust(P, 0.25, norm="l2").label == "FGSM-RS ℓ2 0.25"
     nm = X.nm_ticket("random", 2, 4)
     assert nm.sparsity == 0.5 and nm.label == "random 2:4 50%" and not nm.dense
     assert X.TicketSpec(sparsity=0.0).dense and X.TicketSpec(sparsity=0.0).label == "dense"
-    assert X.ticket_seed(X.TicketSpec("random", sparsity=0.8), 3) == 3
-    assert X.ticket_seed(X.TicketSpec("omp", sparsity=0.8), 3) == 0
+    src = X.natural(P)
+    assert X.TicketSpec("random", sparsity=0.8).desc(P, src, "digits", 3).seed == 3
+    assert X.TicketSpec("omp", sparsity=0.8).desc(P, src, "digits", 3).seed == 0
     grid = X.Grid([X.natural(P)], [X.TicketSpec()], ["a", "b"], [0, 1, 2])
     assert len(grid) == len(grid.cells()) == 6
+    descs = grid.descriptions(P)  # the grid as data: one transfer description per cell
+    assert len({d.key for d in descs}) == 6 and {d.target for d in descs} == {"a", "b"}
+    assert all(d.source == X.natural(P) and d.dense for d in descs)
 
 
 def test_formatting():
@@ -180,8 +184,8 @@ def test_run_grid_rows_on_the_smoke_profile_and_reuse(tmp_path):
     assert len(store.list("transfer")) == n_before == 4
     # OMP once (seed 0); random per seed, each with its OMP reference at that seed
     assert len(store.list("ticket")) == 4
-    d_self = gap.domain_distance(P, X.pretrain_sources(P, sources, store=store)[sources[0]], P.source,
+    d_self = gap.domain_distance(X.pretrain_sources(P, sources, store=store)[sources[0]], P.source,
                                  n=100, store=store)
-    d_inv = gap.domain_distance(P, X.pretrain_sources(P, sources, store=store)[sources[0]],
+    d_inv = gap.domain_distance(X.pretrain_sources(P, sources, store=store)[sources[0]],
                                 f"{P.source}:invert", n=100, store=store)
     assert 0 <= d_self < d_inv

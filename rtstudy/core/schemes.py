@@ -38,11 +38,12 @@ class Drawing(Protocol):
 
 class Scheme:
     """A way of drawing a ticket. ``trains``: needs data and training; ``needs_target``:
-    drawn on a downstream task."""
+    drawn on a downstream task; ``redrawn_per_seed``: a study draws one mask per seed."""
 
     name: ClassVar[str] = ""
     trains: ClassVar[bool] = False
     needs_target: ClassVar[bool] = False
+    redrawn_per_seed: ClassVar[bool] = False  # the mask itself depends on the seed
 
     def validate(self, desc: TicketDesc) -> None:
         """Raise ``ValueError`` when ``desc`` lacks what this scheme needs."""
@@ -82,6 +83,7 @@ class Random(Scheme):
     """A random mask with the per-layer sparsity of the OMP ticket (its magnitude twin)."""
 
     name = "random"
+    redrawn_per_seed = True
 
     def draw(self, drawing: Drawing, desc: TicketDesc) -> Mask:
         return desc.pattern.random(drawing.ticket(desc.with_(scheme=OMP.name)), seed=desc.seed)

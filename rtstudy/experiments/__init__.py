@@ -32,8 +32,8 @@ from rtstudy.experiments.findings import (
 from rtstudy.experiments.grid import (
     NATURAL,
     ROBUST,
+    Cell,
     Grid,
-    SourceSpec,
     TicketSpec,
     TransferSpec,
     attack_name,
@@ -45,7 +45,6 @@ from rtstudy.experiments.grid import (
     run_grid,
     source_table,
     standard_sources,
-    ticket_seed,
 )
 from rtstudy.experiments.registry import EXPERIMENTS, Experiment
 from rtstudy.experiments.rows import (
@@ -61,13 +60,12 @@ from rtstudy.experiments.rows import (
 from rtstudy.plots import bar_figure, curve_figure, gain_distance_figure, source_figure
 
 __all__ = [
-    "EXPERIMENTS", "NATURAL", "ROBUST", "Contrast", "Experiment", "Finding", "Grid", "SourceSpec",
-    "TicketSpec", "TransferSpec", "attack_finding", "attack_name", "bar_figure", "best_level",
+    "EXPERIMENTS", "NATURAL", "ROBUST", "Contrast", "Experiment", "Finding", "Grid", "TicketSpec", "TransferSpec", "attack_finding", "attack_name", "bar_figure", "best_level",
     "contrast_finding", "contrasts", "curve_figure", "data_finding", "double_win_finding",
     "eps_sweep_finding", "estimates", "fmt_key", "fmt_level", "gain_distance_figure",
     "gap_finding", "levels", "main_finding", "markdown_table", "natural", "nm_ticket", "param",
     "pattern_finding", "pct", "pretrain_sources", "quickstart_finding", "regime_finding",
     "robust", "run_grid", "scheme_finding", "seed_groups", "select", "source_figure",
     "source_table", "standard_sources", "sweep_finding", "tally", "tally_sentence",
-    "ticket_seed",
+    "Cell",
 ]

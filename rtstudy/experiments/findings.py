@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rtstudy.core.stats import Estimate, compare, describe, pearson, spearman
 from rtstudy.experiments.grid import NATURAL, ROBUST
 from rtstudy.experiments.rows import estimates, fmt_level, levels, pct, select
-from rtstudy.pipeline import eps_label
+from rtstudy.vision.track import eps_label
 
 
 class Finding(str):

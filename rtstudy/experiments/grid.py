@@ -2,12 +2,13 @@
 
 A notebook names what it varies and hands it to :func:`run_grid`:
 
-    sources   = [natural(P), robust(P)]                       # SourceSpec: eps, attack kind/norm
+    sources   = [natural(P), robust(P)]                       # source descriptions (P.source_model)
     tickets   = [TicketSpec("omp", "unstructured", s) for s in P.sparsities]
     transfers = [TransferSpec(regime="finetune")]               # regime, adversarial eps, eval eps, fraction
     rows = run_grid(P, sources, tickets, targets, seeds, transfers)
 
-Every cell of the grid is a content-addressed artifact (``rtstudy.pipeline``), so a
+``Grid.descriptions`` is the grid as data (every transfer it needs). Every cell is a
+content-addressed artifact (``rtstudy.core.pipeline``), so a
 second run, or another notebook asking for the same configuration, costs nothing.
 Rows have the columns of ``rtstudy.results.ROW_KEYS`` plus the extras named in
 :func:`run_grid`.
@@ -18,101 +19,97 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rtstudy import pipeline
+from rtstudy.core.descriptions import SourceDesc, TicketDesc, TransferDesc
+from rtstudy.core.patterns import NM, Pattern, make_pattern
+from rtstudy.core.pipeline import Source, Ticket, draw_ticket, pretrain, transfer
+from rtstudy.core.schemes import get_scheme
 from rtstudy.core.store import Store
 from rtstudy.experiments.rows import pct
 from rtstudy.profiles import Profile
 from rtstudy.results import row as make_row
+from rtstudy.vision.track import (
+    NATURAL,
+    ROBUST,
+    VisionSource,
+    attack_name,
+    eps_label,
+    evaluate_source,
+)
 
-NATURAL, ROBUST = "natural", "robust"
+__all__ = ["NATURAL", "ROBUST", "attack_name"]
 
 
 # ----------------------------------------------------------------------------- specs
-@dataclass(frozen=True)
-class SourceSpec:
-    """A source model to pretrain: ``eps = 0`` is natural; otherwise adversarial.
-
-    ``role`` is the row's ``source`` column ("natural" / "robust"); ``label`` tells
-    apart several robust sources of one experiment (E2's eps sweep, E5's attacks).
-    """
-
-    role: str
-    eps: float
-    kind: str | None = None  # "pgd" | "fgsm_rs" (None: the profile's robust_kind)
-    norm: str | None = None  # "linf" | "l2" (None: the profile's norm)
-    steps: int | None = None  # PGD steps (None: the profile's robust_steps)
-    label: str = ""
-
-    def attack(self, profile: Profile):
-        return profile.source_attack(self.eps, kind=self.kind, norm=self.norm, steps=self.steps)
-
-    def name(self, profile: Profile) -> str:
-        """A short display name: ``natural``, ``FGSM-RS ℓ∞ 2/255``, ``PGD-3 ℓ2 0.25``."""
-        if self.label:
-            return self.label
-        return attack_name(self.attack(profile))
-
-
-def attack_name(attack) -> str:
-    """``natural`` for no attack, else e.g. ``PGD-3 ℓ∞ 2/255`` or ``FGSM-RS ℓ2 0.25``."""
-    if attack.kind == "none" or attack.eps == 0:
-        return NATURAL
-    kind = f"PGD-{attack.steps}" if attack.kind == "pgd" else attack.kind.upper().replace("_", "-")
-    norm = {"linf": "ℓ∞", "l2": "ℓ2"}.get(attack.norm, attack.norm)
-    return f"{kind} {norm} {pipeline.eps_label(attack.eps, attack.norm)}"
-
-
-def natural(profile: Profile | None = None) -> SourceSpec:
+def natural(profile: Profile) -> VisionSource:
     """The natural (eps = 0) source."""
-    return SourceSpec(NATURAL, 0.0)
+    return profile.source_model(0.0)
 
 
 def robust(profile: Profile, eps: float | None = None, *, kind: str | None = None,
-           norm: str | None = None, steps: int | None = None, label: str = "") -> SourceSpec:
+           norm: str | None = None, steps: int | None = None) -> VisionSource:
     """A robust source (default: the profile's ``eps_star``, kind and norm); ``eps = 0`` is natural."""
     eps = profile.eps_star if eps is None else float(eps)
-    if eps == 0:
-        return natural(profile)
-    kind = kind or profile.robust_kind  # resolved, so equal sources are equal specs
-    norm = norm or profile.norm
-    steps = (steps or profile.robust_steps) if kind == "pgd" else None
-    return SourceSpec(ROBUST, eps, kind=kind, norm=norm, steps=steps, label=label)
+    return profile.source_model(eps, kind=kind, norm=norm, steps=steps)
 
 
-def standard_sources(profile: Profile) -> list[SourceSpec]:
+def standard_sources(profile: Profile) -> list[VisionSource]:
     """Natural and robust at ``eps_star``: the two sources almost every experiment shares."""
     return [natural(profile), robust(profile)]
 
 
 @dataclass(frozen=True)
 class TicketSpec:
-    """How to draw a ticket: scheme x pattern x sparsity (``nm``: n of every m kept)."""
+    """How to draw a ticket from any source: scheme x pattern x sparsity (a grid axis)."""
 
     scheme: str = "omp"
-    pattern: str = "unstructured"
+    pattern: Pattern | str = "unstructured"
     sparsity: float = 0.0
-    n: int = 2
-    m: int = 4
+
+    def __post_init__(self):
+        object.__setattr__(self, "pattern", make_pattern(self.pattern))
+        get_scheme(self.scheme)
+        object.__setattr__(self, "sparsity", float(self.pattern.check_sparsity(self.sparsity)))
+
+    @classmethod
+    def at(cls, scheme: str, pattern: str | Pattern, sparsity: float, *, n: int = 2,
+           m: int = 4) -> TicketSpec:
+        """A ticket at ``sparsity``, or at the pattern's own where it fixes one (N:M)."""
+        pattern = make_pattern(pattern, n=n, m=m)
+        implied = pattern.implied_sparsity
+        return cls(scheme, pattern, sparsity if implied is None else implied)
 
     @property
     def dense(self) -> bool:
-        return self.sparsity == 0 and self.pattern != "nm"
+        return self.pattern.is_dense(self.sparsity)
 
     @property
     def label(self) -> str:
         if self.dense:
             return "dense"
-        pat = f"{self.n}:{self.m}" if self.pattern == "nm" else self.pattern
-        return f"{self.scheme} {pat} {pct(self.sparsity)}"
+        return f"{self.scheme} {self.pattern.label.removeprefix('N:M ')} {pct(self.sparsity)}"
 
     @property
     def pattern_label(self) -> str:
-        return f"N:M {self.n}:{self.m}" if self.pattern == "nm" else self.pattern
+        return self.pattern.label
+
+    @property
+    def short_label(self) -> str:
+        """``channel 80%``, or ``2:4`` where the pattern fixes the sparsity."""
+        if self.pattern.implied_sparsity is not None:
+            return self.pattern.label.removeprefix("N:M ")
+        return f"{self.pattern.name} {pct(self.sparsity)}"
+
+    def desc(self, profile: Profile, source: SourceDesc, target: str, seed: int) -> TicketDesc:
+        """The ticket this spec draws from ``source`` for a cell (``target``, ``seed``)."""
+        scheme = get_scheme(self.scheme)
+        return profile.ticket(source, self.scheme, self.pattern, self.sparsity,
+                              seed=seed if scheme.redrawn_per_seed else 0,
+                              target=target if scheme.needs_target else None)
 
 
 def nm_ticket(scheme: str = "omp", n: int = 2, m: int = 4) -> TicketSpec:
     """An N:M ticket (sparsity ``1 - n/m``)."""
-    return TicketSpec(scheme, "nm", 1 - n / m, n=n, m=m)
+    return TicketSpec.at(scheme, NM(n, m), 0.0)
 
 
 @dataclass(frozen=True)
@@ -130,25 +127,52 @@ class TransferSpec:
             return self.label
         bits = [self.regime]
         if self.adversarial_eps:
-            bits.append(f"adv ε={pipeline.eps_label(self.adversarial_eps)}")
+            bits.append(f"adv ε={eps_label(self.adversarial_eps)}")
         if self.fraction is not None:
             bits.append(f"{pct(self.fraction)} of T")
         return " ".join(bits)
+
+    def desc(self, profile: Profile, source: SourceDesc, ticket: TicketDesc, target: str,
+             seed: int) -> TransferDesc:
+        return profile.transfer(source, None if ticket.dense else ticket, target,
+                                regime=self.regime, adversarial_eps=self.adversarial_eps,
+                                eval_eps=self.eval_eps, fraction=self.fraction, seed=seed)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One transfer of a grid: what it varies, and the artifacts it needs."""
+
+    source: SourceDesc
+    ticket: TicketSpec
+    target: str
+    transfer: TransferSpec
+    seed: int
+
+    def ticket_desc(self, profile: Profile) -> TicketDesc:
+        return self.ticket.desc(profile, self.source, self.target, self.seed)
+
+    def transfer_desc(self, profile: Profile) -> TransferDesc:
+        return self.transfer.desc(profile, self.source, self.ticket_desc(profile), self.target, self.seed)
 
 
 @dataclass
 class Grid:
     """The cells of a grid, in the order they run (sources outermost, seeds innermost)."""
 
-    sources: list[SourceSpec]
+    sources: list[SourceDesc]
     tickets: list[TicketSpec]
     targets: list[str]
     seeds: list[int]
     transfers: list[TransferSpec] = field(default_factory=lambda: [TransferSpec()])
 
-    def cells(self) -> list[tuple[SourceSpec, TicketSpec, str, TransferSpec, int]]:
-        return [(s, t, task, tr, seed) for s in self.sources for t in self.tickets
+    def cells(self) -> list[Cell]:
+        return [Cell(s, t, task, tr, seed) for s in self.sources for t in self.tickets
                 for task in self.targets for tr in self.transfers for seed in self.seeds]
+
+    def descriptions(self, profile: Profile) -> list[TransferDesc]:
+        """The grid as data: every transfer it needs (each names its ticket and source)."""
+        return [c.transfer_desc(profile) for c in self.cells()]
 
     def __len__(self) -> int:
         return (len(self.sources) * len(self.tickets) * len(self.targets) * len(self.transfers)
@@ -164,7 +188,7 @@ def param(value, default, cast: Callable | None = None) -> list:
     return [cast(v) if cast else v for v in value]
 
 
-def source_table(profile: Profile, sources: Sequence[SourceSpec], *, store: Store | None = None,
+def source_table(profile: Profile, sources: Sequence[VisionSource], *, store: Store | None = None,
                  eval_eps: float | None = None) -> tuple[str, list[dict]]:
     """Markdown table of the source models' clean accuracy on S and PGD accuracy at
     ``eval_eps`` (default: each source's own eps; natural at ``eps_star``), and its rows."""
@@ -173,16 +197,17 @@ def source_table(profile: Profile, sources: Sequence[SourceSpec], *, store: Stor
              "|---|---|---|"]
     rows = []
     for spec, src in models.items():
-        attack = spec.attack(profile)
+        attack = spec.attack
         eps = eval_eps if eval_eps is not None else (spec.eps or profile.eps_star)
         norm = attack.norm if attack.kind != "none" else profile.norm
-        m = pipeline.robust_eval_of_source(src, profile, eps, norm, store=store)
-        lines.append(f"| {spec.name(profile)} | {m['test_acc']:.1%} | {m.get('robust_acc', float('nan')):.1%} "
-                     f"at {'ℓ2' if norm == 'l2' else 'ℓ∞'} {pipeline.eps_label(eps, norm)} |")
+        m = evaluate_source(src, profile.eval_attack(eps, norm), robust_n=profile.robust_n,
+                            test_n=profile.test_n, store=store)
+        lines.append(f"| {spec.label} | {m['test_acc']:.1%} | {m.get('robust_acc', float('nan')):.1%} "
+                     f"at {'ℓ2' if norm == 'l2' else 'ℓ∞'} {eps_label(eps, norm)} |")
         for metric, key in (("source_clean_acc", "test_acc"), ("source_robust_acc", "robust_acc")):
             if key in m:
                 rows.append(make_row(profile.source, spec.role, spec.eps, "dense", "dense", 0.0, 0,
-                                     metric, m[key], source_label=spec.name(profile), kind=attack.kind,
+                                     metric, m[key], source_label=spec.label, kind=attack.kind,
                                      norm=norm, eval_eps=float(eps)))
     return "\n".join(lines), rows
 
@@ -196,27 +221,17 @@ def _progress_enabled(progress: bool | None) -> bool:
     return default_progress()
 
 
-def pretrain_sources(profile: Profile, specs: Sequence[SourceSpec], *, store: Store | None = None,
-                     progress: bool | None = None) -> dict[SourceSpec, pipeline.Source]:
-    """Pretrain (or load from the store) every source once; ``{spec: Source}``."""
-    out = {}
-    for spec in dict.fromkeys(specs):
-        out[spec] = pipeline.pretrain(profile, spec.eps, kind=spec.kind, norm=spec.norm,
-                                      steps=spec.steps, store=store, progress=progress)
-    return out
+def pretrain_sources(profile: Profile, specs: Sequence[SourceDesc], *, store: Store | None = None,
+                     progress: bool | None = None) -> dict[SourceDesc, Source]:
+    """Pretrain (or load from the store) every source once; ``{desc: Source}``."""
+    return {d: pretrain(d, store=store, progress=progress) for d in dict.fromkeys(specs)}
 
 
-def ticket_seed(spec: TicketSpec, seed: int) -> int:
-    """Random tickets are redrawn per seed (mask variance is part of the interval);
-    OMP and IMP tickets are drawn once (seed 0) and only finetuning varies."""
-    return seed if spec.scheme == "random" else 0
-
-
-def run_grid(profile: Profile, sources: Sequence[SourceSpec], tickets: Sequence[TicketSpec],
+def run_grid(profile: Profile, sources: Sequence[SourceDesc], tickets: Sequence[TicketSpec],
              targets: Sequence[str], seeds: Sequence[int],
              transfers: Sequence[TransferSpec] = (TransferSpec(),), *,
              store: Store | None = None, progress: bool | None = None,
-             extra: Callable[[SourceSpec, TicketSpec, str, TransferSpec, int], dict] | None = None,
+             extra: Callable[[SourceDesc, TicketSpec, str, TransferSpec, int], dict] | None = None,
              ) -> list[dict]:
     """Run every (source, ticket, target, transfer, seed) cell; return result rows.
 
@@ -232,27 +247,22 @@ def run_grid(profile: Profile, sources: Sequence[SourceSpec], tickets: Sequence[
     models = pretrain_sources(profile, grid.sources, store=store, progress=progress)
     from tqdm.auto import tqdm
 
-    drawn: dict[tuple, pipeline.Ticket] = {}
+    drawn: dict[TicketDesc, Ticket] = {}
     rows: list[dict] = []
     bar = tqdm(total=len(grid), desc="transfer grid", disable=not show, mininterval=1.0)
     try:
-        for s, t, task, tr, seed in grid.cells():
+        for cell in grid.cells():
+            s, t, task, tr, seed = cell.source, cell.ticket, cell.target, cell.transfer, cell.seed
             source = models[s]
-            tseed = ticket_seed(t, seed)
-            tkey = (s, t, task if t.scheme == "imp_target" else None, tseed)
-            if tkey not in drawn:
-                drawn[tkey] = pipeline.draw_ticket(
-                    profile, source, t.scheme, t.pattern, t.sparsity,
-                    target=task if t.scheme == "imp_target" else None, seed=tseed, n=t.n, m=t.m,
-                    store=store, progress=False)
-            ticket = drawn[tkey]
-            art = pipeline.transfer(profile, source, ticket, task, regime=tr.regime,
-                                    adversarial_eps=tr.adversarial_eps, eval_eps=tr.eval_eps,
-                                    fraction=tr.fraction, seed=seed, store=store)
-            attack = s.attack(profile)
+            tdesc = cell.ticket_desc(profile)
+            if tdesc not in drawn:
+                drawn[tdesc] = draw_ticket(tdesc, store=store, progress=False, source=source)
+            ticket = drawn[tdesc]
+            art = transfer(tr.desc(profile, s, tdesc, task, seed), store=store, source=source,
+                           ticket=ticket)
             fraction = profile.target_fraction if tr.fraction is None else tr.fraction
             common = dict(
-                source_label=s.name(profile), kind=attack.kind, norm=attack.norm,
+                source_label=s.label, kind=s.attack.kind, norm=s.attack.norm,
                 ticket=t.label, achieved_sparsity=ticket.sparsity, regime=tr.regime,
                 adversarial_eps=float(tr.adversarial_eps), eval_eps=tr.eval_eps,
                 fraction=float(fraction), transfer=tr.name(), n_train=art.metrics.get("n_train"),
@@ -260,7 +270,7 @@ def run_grid(profile: Profile, sources: Sequence[SourceSpec], tickets: Sequence[
                 **(extra(s, t, task, tr, seed) if extra else {}))
             for metric in ("test_acc", "robust_acc"):
                 if metric in art.metrics:
-                    rows.append(make_row(task, s.role, s.eps, t.scheme, t.pattern, t.sparsity, seed,
+                    rows.append(make_row(task, s.role, s.eps, t.scheme, t.pattern.name, t.sparsity, seed,
                                          metric, art.metrics[metric], **common))
             bar.update(1)
     finally:

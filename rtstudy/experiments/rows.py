@@ -12,8 +12,8 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from rtstudy import pipeline
 from rtstudy.core.stats import Estimate, mean_ci
+from rtstudy.vision.track import eps_label
 
 _FLOAT_TOL = 1e-9
 
@@ -72,7 +72,7 @@ def fmt_level(column: str, value) -> str:
     if isinstance(value, float) and column in ("sparsity", "fraction", "achieved_sparsity"):
         return pct(value)
     if isinstance(value, float) and column in ("eps", "adversarial_eps", "eval_eps"):
-        return "0" if value == 0 else pipeline.eps_label(value)
+        return "0" if value == 0 else eps_label(value)
     return str(value)
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from rtstudy.core.checks import check_positive
+from rtstudy.core.pipeline import Source
 from rtstudy.core.store import Store
-from rtstudy.pipeline import Source, profile_task
-from rtstudy.profiles import Profile
+from rtstudy.vision.track import source_task
 
 
 @torch.inference_mode()
@@ -69,19 +69,19 @@ def _sample(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return x[idx]
 
 
-def domain_distance(profile: Profile, source: Source, target: str, *, n: int = 500, seed: int = 0,
+def domain_distance(source: Source, target: str, *, n: int = 500, seed: int = 0,
                     store: Store | None = None) -> float:
     """Fréchet distance between ``source``'s features of S (test split) and of ``target``
     (train split), ``n`` images each; stored (kind ``gap``)."""
     check_positive("n", n)
     store = store or Store()
-    config = {"source": source.artifact.key, "source_task": profile.source, "target": target,
-              "n": n, "seed": seed, "image_size": profile.image_size, "channels": profile.channels,
+    d = source.desc
+    config = {"source": source.artifact.key, "source_task": d.task, "target": target,
+              "n": n, "seed": seed, "image_size": d.image_size, "channels": d.channels,
               "measure": "frechet-penultimate-v1"}
 
     def compute(b) -> None:
-        s = profile_task(profile, profile.source)
-        t = profile_task(profile, target)
+        s, t = source_task(d), source_task(d, target)
         fs = penultimate_features(source.model, _sample(s.test_x, n, seed))
         ft = penultimate_features(source.model, _sample(t.train_x, n, seed + 1))
         b.metrics.update(distance=frechet_distance(fs, ft), n_source=len(fs), n_target=len(ft),

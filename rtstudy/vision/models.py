@@ -13,7 +13,6 @@ Names are stable: the first conv is ``net.conv1``, the classifier is ``net.fc``.
 from __future__ import annotations
 
 import functools
-
 from pathlib import Path
 
 import torch
