@@ -82,4 +82,4 @@ def explorer(session: nox.Session) -> None:
     """The mask explorer as a standalone page on http://127.0.0.1:8866 (Voilà)."""
     _system_data(session)
     session.install("-e", ".")
-    session.run("python", "-m", "rtstudy.explorer_server", *session.posargs)
+    session.run("python", "-m", "rtstudy.explorer.server", *session.posargs)

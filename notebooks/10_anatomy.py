@@ -25,7 +25,7 @@
 # create them); OMP and random tickets are drawn from them in memory when the store does
 # not hold them (OMP needs no data); IMP tickets are shown only where they are stored.
 #
-# The same explorer as a standalone page: `python -m rtstudy.explorer_server --profile default`
+# The same explorer as a standalone page: `python -m rtstudy.explorer.server --profile default`
 # (Voilà, http://127.0.0.1:8866).
 
 # %%
@@ -47,7 +47,7 @@ from rtstudy.explorer import (
     short_name,
     summary_table,
 )
-from rtstudy.pipeline import eps_label
+from rtstudy.vision.track import eps_label
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | paper: which stored source family to analyse
@@ -89,7 +89,7 @@ if live:
     display(explorer.widget)
 else:  # a static report: no live widgets (they need a kernel); the default view follows
     print("The live explorer needs a kernel: open this notebook in Jupyter, or run "
-          f"`python -m rtstudy.explorer_server --profile {profile}`.")
+          f"`python -m rtstudy.explorer.server --profile {profile}`.")
 
 # %% [markdown]
 # ## The default view (static, for the report)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rtstudy.core import masks, tickets
+from rtstudy.core.pipeline import draw_ticket, load_model, pretrain, transfer
 from rtstudy.core.stats import mean_ci
 from rtstudy.core.store import Store
 from rtstudy.explorer import (
@@ -26,10 +27,10 @@ from rtstudy.explorer import (
     anatomy,
     anatomy_finding,
     default_view_figures,
+    draw_in_memory,
     expected_random_iou,
     random_iou,
 )
-from rtstudy.pipeline import draw_ticket, load_model, pretrain, transfer
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
 
@@ -39,14 +40,15 @@ SMOKE = get_profile("smoke")
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("explorer-store"))
-    natural = pretrain(SMOKE, 0.0, store=store, progress=False)
-    robust = pretrain(SMOKE, SMOKE.eps_star, store=store, progress=False)
+    natural = pretrain(SMOKE.source_model(0.0), store=store, progress=False)
+    robust = pretrain(SMOKE.source_model(SMOKE.eps_star), store=store, progress=False)
     accs = {}
     for name, src in (("natural", natural), ("robust", robust)):
-        ticket = draw_ticket(SMOKE, src, "omp", "unstructured", 0.8, store=store)
-        accs[name] = [transfer(SMOKE, src, ticket, "mnist5k", seed=s, store=store).metrics["test_acc"]
-                      for s in (0, 1)]
-        draw_ticket(SMOKE, src, "imp_source", "unstructured", 0.8, store=store, progress=False)
+        ticket = draw_ticket(SMOKE.ticket(src.desc, "omp", "unstructured", 0.8), store=store)
+        accs[name] = [transfer(SMOKE.transfer(src.desc, ticket.desc, "mnist5k", seed=s),
+                               store=store).metrics["test_acc"] for s in (0, 1)]
+        draw_ticket(SMOKE.ticket(src.desc, "imp_source", "unstructured", 0.8), store=store,
+                    progress=False)
     return {"store": store, "natural": natural, "robust": robust, "accs": accs}
 
 
@@ -57,7 +59,8 @@ def explorer(smoke):
 
 def _omp(source, pattern="unstructured", sparsity=0.8, **kw):
     """The ticket, computed independently of the explorer."""
-    return masks.weight_entries(tickets.omp(load_model(source.artifact), pattern, sparsity, **kw))
+    model = load_model(source.desc, source.artifact)
+    return masks.weight_entries(tickets.omp(model, pattern, sparsity, **kw))
 
 
 def test_default_view_is_natural_vs_robust_omp(explorer, smoke):
@@ -78,7 +81,7 @@ def test_default_view_is_natural_vs_robust_omp(explorer, smoke):
     np.testing.assert_array_equal(code == ROBUST_ONLY, ~a & b)
     np.testing.assert_array_equal(code == BOTH_KEPT, a & b)
     np.testing.assert_array_equal(code == BOTH_PRUNED, ~a & ~b)
-    np.testing.assert_array_equal(explorer.view["disagree"], a ^ b)
+    np.testing.assert_array_equal(explorer.view.disagree, a ^ b)
     assert "natural" in fig.layout.annotations[0].text and "robust" in fig.layout.annotations[1].text
 
 
@@ -110,8 +113,8 @@ def test_bars_match_masks_analytics(explorer, smoke):
     keep_a, keep_b = 1 - np.array(sp.data[0].y), 1 - np.array(sp.data[1].y)
     assert list(iou.data[1].y) == pytest.approx(list(keep_a * keep_b / (keep_a + keep_b - keep_a * keep_b)))
     v = explorer.view
-    assert v["overall_iou"] == pytest.approx(masks.iou(nat, rob))
-    assert v["hamming"] == pytest.approx(masks.hamming(nat, rob, normalized=True))
+    assert v.overall_iou == pytest.approx(masks.iou(nat, rob))
+    assert v.hamming == pytest.approx(masks.hamming(nat, rob, normalized=True))
     assert f"{masks.iou(nat, rob):.2f}" in iou.layout.title.text
 
 
@@ -120,14 +123,14 @@ def test_source_control_switches_the_right_hand_ticket(explorer, smoke):
     explorer.controls["source"].value = nat_key  # natural vs natural: the same ticket
     fig = explorer.figures["masks"]
     np.testing.assert_array_equal(np.asarray(fig.data[0].z), np.asarray(fig.data[1].z))
-    assert not np.asarray(explorer.view["disagree"]).any()
-    assert explorer.view["overall_iou"] == 1.0
+    assert not np.asarray(explorer.view.disagree).any()
+    assert explorer.view.overall_iou == 1.0
     assert set(explorer.figures["iou"].data[0].y) == {1.0}
     explorer.set(source="robust fgsm_rs linf ε=2/255")  # by label
     assert explorer.controls["source"].value == smoke["robust"].artifact.key
     nat = tickets.omp(smoke["natural"].model, "unstructured", explorer.state().sparsity)
     rob = tickets.omp(smoke["robust"].model, "unstructured", explorer.state().sparsity)
-    assert explorer.view["overall_iou"] == pytest.approx(masks.iou(nat, rob))
+    assert explorer.view.overall_iou == pytest.approx(masks.iou(nat, rob))
 
 
 def test_channel_pattern_shows_filter_survival(explorer, smoke):
@@ -174,20 +177,22 @@ def test_imp_only_where_stored(explorer, smoke):
     explorer.set(scheme="imp_source")
     assert [v for _, v in explorer.controls["pattern"].options] == ["unstructured"]
     assert [v for _, v in explorer.controls["sparsity"].options] == [0.8]
-    stored = draw_ticket(SMOKE, smoke["robust"], "imp_source", "unstructured", 0.8, store=smoke["store"])
+    stored = draw_ticket(SMOKE.ticket(smoke["robust"].desc, "imp_source", "unstructured", 0.8),
+                         store=smoke["store"])
     layer = explorer.controls["layer"].value
     np.testing.assert_array_equal(np.asarray(explorer.figures["masks"].data[1].z),
                                   masks.layer_matrix(stored.mask[layer]).numpy().astype(np.uint8))
-    assert explorer.view["robust"]["stored"] and explorer.view["robust"]["ticket_key"] == stored.key
+    assert explorer.view.robust.stored and explorer.view.robust.ticket_key == stored.key
     assert explorer.data.mask(smoke["robust"].artifact.key, "imp_target", "unstructured", 0.8, "digits") is None
 
 
 def test_random_scheme_and_expected_iou(explorer, smoke):
     v = explorer.set(scheme="random")
-    ref = tickets.omp(load_model(smoke["natural"].artifact), "unstructured", 0.8)
+    nat = smoke["natural"]
+    ref = tickets.omp(load_model(nat.desc, nat.artifact), "unstructured", 0.8)
     rnd = masks.weight_entries(tickets.random_mask(ref, "unstructured", seed=0))
-    layer = v["layer"]
-    np.testing.assert_array_equal(v["natural"]["matrix"], masks.layer_matrix(rnd[layer]).numpy())
+    layer = v.layer
+    np.testing.assert_array_equal(v.natural.matrix, masks.layer_matrix(rnd[layer]).numpy())
     # the analytic chance level agrees with drawn random masks
     a = tickets.random_mask(ref, "unstructured", seed=1)
     drawn = [masks.iou(a, tickets.random_mask(ref, "unstructured", seed=s)) for s in range(2, 7)]
@@ -196,16 +201,29 @@ def test_random_scheme_and_expected_iou(explorer, smoke):
     assert random_iou(0.2, 0.2) == pytest.approx(0.2 / 1.8)
 
 
+def test_draw_in_memory_omp_and_random(smoke):
+    model = load_model(smoke["robust"].desc, smoke["robust"].artifact)
+    for pattern, kw in (("unstructured", {}), ("channel", {}), ("nm", {"n": 2, "m": 4})):
+        omp = tickets.omp(model, pattern, 0.5, **kw)
+        drawn = draw_in_memory(model, "omp", pattern, 0.5)
+        assert drawn.keys() == omp.keys() and all(drawn[k].equal(omp[k]) for k in omp)
+        rnd = tickets.random_mask(omp, pattern, seed=3, **kw)
+        drawn = draw_in_memory(model, "random", pattern, 0.5, seed=3, reference=lambda o=omp: o)
+        assert drawn.keys() == rnd.keys() and all(drawn[k].equal(rnd[k]) for k in rnd)
+    with pytest.raises(ValueError, match="imp_source"):
+        draw_in_memory(model, "imp_source", "unstructured", 0.5)
+
+
 def test_view_data_is_pure_and_pools_big_layers(smoke):
     data = ExplorerData(smoke["store"], "smoke", max_cells=500)
     state = data.default_state()
     assert isinstance(state, ExplorerState)
     v = data.view_data(ExplorerState(source=state.source, layer="net.layer3.0.conv2.weight"))
-    assert v["pooled"] is not None
-    assert v["natural"]["matrix"].size <= 500
-    assert v["natural"]["mask_matrix"].shape == (32, 288)
-    assert 0.0 <= v["disagree_shown"].min() and v["disagree_shown"].max() <= 1.0
-    assert v["natural"]["matrix"].mean() == pytest.approx(v["natural"]["mask_matrix"].mean(), abs=0.05)
+    assert v.pooled is not None
+    assert v.natural.matrix.size <= 500
+    assert v.natural.mask_matrix.shape == (32, 288)
+    assert 0.0 <= v.disagree_shown.min() and v.disagree_shown.max() <= 1.0
+    assert v.natural.matrix.mean() == pytest.approx(v.natural.mask_matrix.mean(), abs=0.05)
     with pytest.raises(ValueError, match="source"):
         data.view_data(ExplorerState(source="nope"))
     figs = default_view_figures(ExplorerData(smoke["store"], "smoke"))
@@ -262,7 +280,7 @@ def test_anatomy_numbers_and_record(smoke, tmp_path):
 def test_server_page_and_template(tmp_path):
     import nbformat
 
-    from rtstudy.explorer_server import TEMPLATE, voila_argv, write_notebook, write_template
+    from rtstudy.explorer.server import TEMPLATE, voila_argv, write_notebook, write_template
 
     folder = write_template(tmp_path)
     text = (folder / "index.html.j2").read_text()
@@ -385,7 +403,7 @@ def test_figure_widget_front_end_is_loaded_once_per_page(smoke, figure_widget_ba
 
 def test_server_template_serves_the_widget_front_end(tmp_path):
     from rtstudy.explorer import plotly_widget_bundle, plotly_widget_key
-    from rtstudy.explorer_server import TEMPLATE, widget_url, write_template
+    from rtstudy.explorer.server import TEMPLATE, widget_url, write_template
 
     folder = write_template(tmp_path)
     url = widget_url()

@@ -1,6 +1,6 @@
 """The standalone explorer page in a real browser: Voilà on localhost, headless Chromium.
 
-Builds a smoke store (two tiny source models), starts ``python -m rtstudy.explorer_server``
+Builds a smoke store (two tiny source models), starts ``python -m rtstudy.explorer.server``
 on a free port, opens the page with every non-local request blocked (the page must work
 offline), waits for the plotly figures (FigureWidgets when anywidget is installed) and
 checks that they show the explorer's first view, picks other layers in the dropdown and
@@ -107,20 +107,20 @@ def test_standalone_page_in_chromium(tmp_path):
     env = {**os.environ, "RTSTUDY_STORE": str(store_dir), "RTSTUDY_PROGRESS": "0"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rtstudy.explorer_server", "--port", str(port), "--profile", "smoke"],
+            [sys.executable, "-m", "rtstudy.explorer.server", "--port", str(port), "--profile", "smoke"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # the page reads the store only when it is opened: build it while the server starts
         import torch
 
+        from rtstudy.core.pipeline import pretrain
         from rtstudy.core.store import Store
-        from rtstudy.pipeline import pretrain
         from rtstudy.profiles import get_profile
 
         torch.set_num_threads(1)
         profile = get_profile("smoke")
         for eps in (0.0, profile.eps_star):
-            pretrain(profile, eps, store=Store(store_dir), progress=False)
+            pretrain(profile.source_model(eps), store=Store(store_dir), progress=False)
         _wait_listening(port, proc, log)
 
         external: list[str] = []

@@ -1,6 +1,6 @@
 """The mask explorer (E10) as a standalone page, served by Voilà on localhost.
 
-    python -m rtstudy.explorer_server [--port 8866] [--profile default] [--store DIR]
+    python -m rtstudy.explorer.server [--port 8866] [--profile default] [--store DIR]
 
 serves a small explorer notebook (written to a temporary folder: a title and
 ``MaskExplorer(...).widget``) at http://127.0.0.1:PORT/ and stops on Ctrl-C (or
@@ -12,11 +12,10 @@ drops the two Font Awesome stylesheets that the stock template links from a CDN.
 ``jupyterlab-jupytext`` extension (a JupyterLab-only plugin that fails to load in Voilà)
 is not loaded. The server is bound to 127.0.0.1 only.
 
-The explorer's figures are plotly FigureWidgets (anywidget). Their front end, plotly's ~5 MB
-widget bundle, is served from the template's ``static`` folder, and the page starts loading it
-while the notebook runs; the kernels are told where it is (``RTSTUDY_PLOTLY_WIDGET_URL``), so
-each widget's state carries a few lines instead of the bundle, and anywidget finds the module
-ready well within its 2 s limit (see ``rtstudy.explorer._widget_esm``).
+plotly's ~5 MB FigureWidget front end is served from the template's ``static`` folder and
+preloaded while the notebook runs; the kernels are told where it is
+(``RTSTUDY_PLOTLY_WIDGET_URL``), so each widget's state carries a few lines instead of the
+bundle (see ``rtstudy.explorer.widgets._widget_esm``).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rtstudy.explorer.widgets import PLOTLY_WIDGET_URL_ENV, plotly_widget_bundle, plotly_widget_key
 from rtstudy.profiles import PROFILES
 
 TEMPLATE = "rtstudy-offline"
@@ -44,7 +44,7 @@ _INDEX = """{%- extends 'lab/index.html.j2' -%}
 {{ super() | replace(LINK0, "") | replace(LINK1, "") }}
 {%- endblock notebook_css -%}
 """
-_PRELOAD = """{#- plotly's FigureWidget front end, loaded once while the notebook runs (rtstudy.explorer._widget_esm) -#}
+_PRELOAD = """{#- plotly's FigureWidget front end, preloaded while the notebook runs (widgets._widget_esm) -#}
 {%- block html_head_js -%}
 {{ super() }}
 <script>
@@ -65,8 +65,6 @@ def widget_url() -> str:
 def write_template(root: Path) -> Path:
     """Write the offline template under ``root/voila/templates`` (put ``root`` on JUPYTER_PATH),
     with a copy of plotly's FigureWidget front end in its ``static`` folder."""
-    from rtstudy.explorer import plotly_widget_bundle, plotly_widget_key
-
     folder = root / "voila" / "templates" / TEMPLATE
     (folder / "static").mkdir(parents=True, exist_ok=True)
     url, bundle = widget_url(), plotly_widget_bundle()
@@ -132,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="rtstudy-explorer-"))
     try:
         folder = write_template(tmp)
-        from rtstudy.explorer import PLOTLY_WIDGET_URL_ENV
-
         if (folder / "static" / Path(widget_url()).name).is_file():  # the kernels' FigureWidgets load it there
             os.environ[PLOTLY_WIDGET_URL_ENV] = widget_url()
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(tmp), os.environ.get("JUPYTER_PATH")) if p)
