@@ -30,9 +30,9 @@ from IPython.display import Markdown, display
 from rtstudy import experiments as X
 from rtstudy import plots
 from rtstudy.core.pipeline import draw_ticket, pretrain, transfer
-from rtstudy.vision.track import eps_label, source_task
 from rtstudy.profiles import get_profile
 from rtstudy.results import record, row
+from rtstudy.vision.track import eps_label, source_task
 
 # %% tags=["parameters"]
 profile = "default"  # "smoke" (seconds) | "default" (CPU study) | "paper" (GPU)

@@ -37,11 +37,9 @@ eps = None  # the robust source's eps (None: profile.eps_star)
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-sparsities = X.param(sparsities, P.sparsities, float)
-seeds = X.param(seeds, P.seeds, int)
-sources = [X.natural(P), X.robust(P, eps)]
-tickets = [X.TicketSpec("omp", "unstructured", s) for s in sparsities]
+[grid] = X.EXPERIMENTS.get("E1").grids(P, targets=targets, sparsities=sparsities, seeds=seeds, eps=eps)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds
+sparsities = [t.sparsity for t in grid.tickets]
 robust_name = sources[1].label
 print(f"{P.source} -> {targets}; sources: natural, {robust_name}; sparsities {sparsities}; seeds {seeds}")
 
@@ -56,7 +54,7 @@ display(Markdown(table))
 # ## The grid: source × sparsity × target × seed
 
 # %%
-rows = X.run_grid(P, sources, tickets, targets, seeds)
+rows = X.run(P, grid)
 fig = X.curve_figure(rows, x="sparsity", series="source", title=f"OMP tickets from {P.source}: "
                      f"natural vs robust ({robust_name}), mean ± 95% CI over {len(seeds)} seeds",
                      x_title="sparsity of the ticket", y_title="test accuracy on T")

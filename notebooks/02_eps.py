@@ -22,9 +22,9 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.vision.track import eps_label
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
+from rtstudy.vision.track import eps_label
 
 # %% tags=["parameters"]
 profile = "default"
@@ -36,12 +36,11 @@ seeds = None  # None: profile.seeds
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-eps_sweep = sorted(X.param(eps_sweep, P.eps_sweep, float))
-sparsities = X.param(sparsities, P.fixed_sparsities, float)
-seeds = X.param(seeds, P.seeds, int)
-sources = [X.robust(P, e) for e in eps_sweep]  # eps 0 -> the natural source
-tickets = [X.TicketSpec("omp", "unstructured", s) for s in sparsities]
+[grid] = X.EXPERIMENTS.get("E2").grids(P, targets=targets, eps_sweep=eps_sweep,
+                                        sparsities=sparsities, seeds=seeds)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds  # eps 0 -> the natural source
+eps_sweep = [s.eps for s in sources]
+sparsities = [t.sparsity for t in grid.tickets]
 print(f"eps sweep {[eps_label(e) if e else '0' for e in eps_sweep]} ({P.robust_kind}, {P.norm}); "
       f"sparsities {sparsities}; targets {targets}; seeds {seeds}")
 
@@ -59,7 +58,7 @@ plots.show(fig)
 # ## Transfer along the sweep
 
 # %%
-rows = X.run_grid(P, sources, tickets, targets, seeds)
+rows = X.run(P, grid)
 fig = X.curve_figure(rows, x="eps", series="sparsity", title="Transfer accuracy vs the source's ε "
                      "(OMP tickets)", x_title="pretraining ε (0 = natural)",
                      y_title="test accuracy on T")

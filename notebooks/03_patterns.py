@@ -35,21 +35,16 @@ seeds = None  # None: profile.seeds
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
+[grid] = X.EXPERIMENTS.get("E3").grids(P, targets=targets, sparsity=sparsity, patterns=patterns,
+                                        nm=nm, seeds=seeds)
+sources, tickets, targets, seeds = grid.sources, grid.tickets, grid.targets, grid.seeds
 sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
-patterns = X.param(patterns, ["unstructured", "channel", "nm"], str)
-seeds = X.param(seeds, P.seeds, int)
-n, m = nm
-sources = X.standard_sources(P)
-tickets = []
-for pat in patterns:
-    for scheme in ("omp", "random"):
-        tickets.append(X.TicketSpec.at(scheme, pat, sparsity, n=n, m=m))
+patterns = list(dict.fromkeys(t.pattern.name for t in tickets))
 print([t.label for t in tickets], targets, seeds)
 
 # %%
 SCHEME_NAMES = {"omp": "OMP"}
-rows = X.run_grid(P, sources, tickets, targets, seeds)
+rows = X.run(P, grid)
 short = {t.label: t.short_label for t in tickets}
 for r in rows:  # a readable pattern column for figures and tables
     r["pattern_label"] = short[r["ticket"]]

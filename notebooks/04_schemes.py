@@ -36,17 +36,16 @@ seeds = None  # None: profile.seeds
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
-schemes = X.param(schemes, ["omp", "imp_source", "imp_target", "random"], str)
-seeds = X.param(seeds, P.seeds, int)
-sources = X.standard_sources(P)
-tickets = [X.TicketSpec(s, "unstructured", sparsity) for s in schemes]
+[grid] = X.EXPERIMENTS.get("E4").grids(P, targets=targets, sparsity=sparsity, schemes=schemes,
+                                        seeds=seeds)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds
+sparsity = grid.tickets[0].sparsity
+schemes = [t.scheme for t in grid.tickets]
 print(f"schemes {schemes} at {sparsity:.0%}; IMP prunes {P.imp_rate:.0%} of the remaining weights "
       f"per round, {P.imp_epochs} epochs of retraining per round; targets {targets}; seeds {seeds}")
 
 # %%
-rows = X.run_grid(P, sources, tickets, targets, seeds)
+rows = X.run(P, grid)
 fig = X.bar_figure(rows, x="scheme", series="source",
                    title=f"Pruning schemes at {sparsity:.0%} sparsity: natural vs robust source",
                    x_title="how the ticket was drawn", y_title="test accuracy on T")

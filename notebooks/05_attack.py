@@ -35,18 +35,12 @@ eps_l2 = None  # ℓ2 budget (None: profile.eps_l2)
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
-seeds = X.param(seeds, P.seeds, int)
-eps_linf = float(P.eps_star if eps_linf is None else eps_linf)
-eps_l2 = float(P.eps_l2 if eps_l2 is None else eps_l2)
-other = "fgsm_rs" if P.robust_kind == "pgd" else "pgd"
-sources = [
-    X.natural(P),
-    X.robust(P, eps_linf, kind=P.robust_kind, norm="linf"),  # E1's robust source (shared)
-    X.robust(P, eps_linf, kind=other, norm="linf"),  # the other attack kind
-    X.robust(P, eps_l2, kind=P.robust_kind, norm="l2"),  # the other norm
-]
+# natural; E1's robust source (shared); the other attack kind; the other norm
+[grid] = X.EXPERIMENTS.get("E5").grids(P, targets=targets, sparsity=sparsity, seeds=seeds,
+                                        eps_linf=eps_linf, eps_l2=eps_l2)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds
+sparsity = grid.tickets[0].sparsity
+eps_linf, eps_l2 = sources[1].eps, sources[3].eps
 names = [s.label for s in sources]
 print(names)
 
@@ -59,7 +53,7 @@ table, source_rows = X.source_table(P, sources)
 display(Markdown(table))
 
 # %%
-rows = X.run_grid(P, sources, [X.TicketSpec("omp", "unstructured", sparsity)], targets, seeds)
+rows = X.run(P, grid)
 fig = X.bar_figure(rows, x="task", series="source_label", facet="sparsity",
                    title=f"OMP tickets at {sparsity:.0%} from differently robustified sources",
                    x_title="target task", y_title="test accuracy on T")

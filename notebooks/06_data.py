@@ -34,17 +34,15 @@ seeds = None  # None: profile.seeds
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-fractions = sorted(X.param(fractions, P.data_fractions, float))
-sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
-seeds = X.param(seeds, P.seeds, int)
-sources = X.standard_sources(P)
-transfers = [X.TransferSpec(fraction=f) for f in fractions]
+[grid] = X.EXPERIMENTS.get("E6").grids(P, targets=targets, fractions=fractions, sparsity=sparsity,
+                                        seeds=seeds)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds
+fractions = [t.fraction for t in grid.transfers]
+sparsity = grid.tickets[0].sparsity
 print(f"fractions {fractions}; OMP {sparsity:.0%}; targets {targets}; seeds {seeds}")
 
 # %%
-rows = X.run_grid(P, sources, [X.TicketSpec("omp", "unstructured", sparsity)], targets, seeds,
-                  transfers)
+rows = X.run(P, grid)
 fig = X.curve_figure(rows, x="fraction", series="source", log_x=True,
                      title=f"Data-limited transfer: OMP {sparsity:.0%} tickets, natural vs robust",
                      x_title="fraction of T's training set (log)", y_title="test accuracy on T")

@@ -34,17 +34,15 @@ seeds = None  # None: profile.seeds
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-sparsities = X.param(sparsities, [0.0, P.fixed_sparsities[0]], float)
-regimes = X.param(regimes, ["finetune", "probe"], str)
-seeds = X.param(seeds, P.seeds, int)
-sources = X.standard_sources(P)
-tickets = [X.TicketSpec("omp", "unstructured", s) for s in sparsities]
-transfers = [X.TransferSpec(regime=r) for r in regimes]
+[grid] = X.EXPERIMENTS.get("E7").grids(P, targets=targets, sparsities=sparsities, regimes=regimes,
+                                        seeds=seeds)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds
+sparsities = [t.sparsity for t in grid.tickets]
+regimes = [t.regime for t in grid.transfers]
 print(f"regimes {regimes}; sparsities {sparsities}; targets {targets}; seeds {seeds}")
 
 # %%
-rows = X.run_grid(P, sources, tickets, targets, seeds, transfers)
+rows = X.run(P, grid)
 for r in rows:
     r["setting"] = f"{r['regime']} · {'dense' if r['sparsity'] == 0 else X.pct(r['sparsity'])}"
 fig = X.bar_figure(rows, x="setting", series="source",

@@ -25,7 +25,6 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.vision.track import source_task
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
 from rtstudy.vision import gap
@@ -42,13 +41,12 @@ gap_n = 500  # images per task for the distance
 
 # %%
 P = get_profile(profile)
-base = X.param(targets, P.targets, str)
-shifts = X.param(shifts, [], str)
-tasks = base + [f"{base[0]}:{s}" for s in shifts]
-sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
-seeds = X.param(seeds, P.seeds, int)
-sources = X.standard_sources(P)
-ticket = X.TicketSpec("omp", "unstructured", sparsity)
+# every target and shift; with include_source also S itself, with as many training images as
+# the first target gets, so the source task is not favoured by its size (Fashion-MNIST has 60k)
+grids = X.EXPERIMENTS.get("E8").grids(P, targets=targets, shifts=shifts, include_source=include_source,
+                                      sparsity=sparsity, seeds=seeds)
+sources, tasks, seeds = grids[0].sources, grids[0].targets, grids[0].seeds
+sparsity = grids[0].tickets[0].sparsity
 print(f"targets {tasks}{' + the source task ' + P.source if include_source else ''}; "
       f"OMP {sparsity:.0%}; seeds {seeds}")
 
@@ -67,14 +65,8 @@ display(Markdown("| target | Fréchet distance to " + P.source + " |\n|---|---|\
 # ## Transfer to every target
 
 # %%
-rows = X.run_grid(P, sources, [ticket], tasks, seeds, extra=lambda s, t, task, tr, seed: {"distance": dist[task]})
-if include_source:
-    # the same number of training images as the first target gets, so the source task is not
-    # favoured by its size (Fashion-MNIST has 60k)
-    n_ref = len(source_task(nat.desc, base[0]).train_y) * P.target_fraction
-    frac = min(1.0, n_ref / len(source_task(nat.desc).train_y))
-    rows += X.run_grid(P, sources, [ticket], [P.source], seeds, [X.TransferSpec(fraction=frac)],
-                       extra=lambda s, t, task, tr, seed: {"distance": dist[task]})
+rows = [r for grid in grids
+        for r in X.run(P, grid, extra=lambda s, t, task, tr, seed: {"distance": dist[task]})]
 display(Markdown(X.markdown_table(rows, ["task"], "source")))
 
 # %%

@@ -22,9 +22,9 @@ from IPython.display import Markdown, display
 
 from rtstudy import experiments as X
 from rtstudy import plots
-from rtstudy.vision.track import eps_label
 from rtstudy.profiles import get_profile
 from rtstudy.results import record
+from rtstudy.vision.track import eps_label
 
 # %% tags=["parameters"]
 profile = "default"
@@ -36,19 +36,15 @@ seeds = None  # None: profile.seeds
 
 # %%
 P = get_profile(profile)
-targets = X.param(targets, P.targets, str)
-sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
-eps = float(P.eps_star if eps is None else eps)
-seeds = X.param(seeds, P.seeds, int)
-sources = X.standard_sources(P)
-transfers = [X.TransferSpec(eval_eps=eps, label="natural finetuning"),
-             X.TransferSpec(adversarial_eps=eps, eval_eps=eps, label="adversarial finetuning")]
+[grid] = X.EXPERIMENTS.get("E9").grids(P, targets=targets, sparsity=sparsity, eps=eps, seeds=seeds)
+sources, targets, seeds = grid.sources, grid.targets, grid.seeds
+sparsity = grid.tickets[0].sparsity
+eps = grid.transfers[0].eval_eps
 print(f"OMP {sparsity:.0%}; eps {eps_label(eps)} ({P.norm}), PGD-{P.eval_attack_steps} on "
       f"{P.robust_n} test images; targets {targets}; seeds {seeds}")
 
 # %%
-rows = X.run_grid(P, sources, [X.TicketSpec("omp", "unstructured", sparsity)], targets, seeds,
-                  transfers)
+rows = X.run(P, grid)
 for r in rows:
     r["what"] = f"{r['transfer']} · {'clean' if r['metric'] == 'test_acc' else 'robust'}"
 for metric, word in (("test_acc", "clean"), ("robust_acc", f"robust (PGD {eps_label(eps)})")):

@@ -42,6 +42,7 @@ from rtstudy.experiments.grid import (
     param,
     pretrain_sources,
     robust,
+    run,
     run_grid,
     source_table,
     standard_sources,
@@ -65,7 +66,7 @@ __all__ = [
     "eps_sweep_finding", "estimates", "fmt_key", "fmt_level", "gain_distance_figure",
     "gap_finding", "levels", "main_finding", "markdown_table", "natural", "nm_ticket", "param",
     "pattern_finding", "pct", "pretrain_sources", "quickstart_finding", "regime_finding",
-    "robust", "run_grid", "scheme_finding", "seed_groups", "select", "source_figure",
+    "robust", "run", "run_grid", "scheme_finding", "seed_groups", "select", "source_figure",
     "source_table", "standard_sources", "sweep_finding", "tally", "tally_sentence",
     "Cell",
 ]

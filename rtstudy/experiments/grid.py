@@ -233,7 +233,15 @@ def run_grid(profile: Profile, sources: Sequence[SourceDesc], tickets: Sequence[
              store: Store | None = None, progress: bool | None = None,
              extra: Callable[[SourceDesc, TicketSpec, str, TransferSpec, int], dict] | None = None,
              ) -> list[dict]:
-    """Run every (source, ticket, target, transfer, seed) cell; return result rows.
+    """``run`` over the product of the axes given."""
+    grid = Grid(list(sources), list(tickets), list(targets), list(seeds), list(transfers))
+    return run(profile, grid, store=store, progress=progress, extra=extra)
+
+
+def run(profile: Profile, grid: Grid, *, store: Store | None = None, progress: bool | None = None,
+        extra: Callable[[SourceDesc, TicketSpec, str, TransferSpec, int], dict] | None = None,
+        ) -> list[dict]:
+    """Run every (source, ticket, target, transfer, seed) cell of ``grid``; return result rows.
 
     One row per metric (``test_acc``, and ``robust_acc`` when the transfer has
     ``eval_eps``). Extra columns: ``source_label`` (e.g. ``FGSM-RS ℓ∞ 2/255``),
@@ -242,7 +250,6 @@ def run_grid(profile: Profile, sources: Sequence[SourceDesc], tickets: Sequence[
     ``source_test_acc``, plus whatever ``extra(cell...)`` returns.
     """
     store = store or Store()
-    grid = Grid(list(sources), list(tickets), list(targets), list(seeds), list(transfers))
     show = _progress_enabled(progress)
     models = pretrain_sources(profile, grid.sources, store=store, progress=progress)
     from tqdm.auto import tqdm

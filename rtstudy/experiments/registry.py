@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from rtstudy.experiments import findings
+from rtstudy.experiments import findings, grids
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,14 @@ class LazyFunction:
 @dataclass(frozen=True)
 class Experiment:
     """One experiment: ``id`` (``E<n>``), its title, its notebook's stem (``<nn>_<name>``),
-    and the function that turns its results into its finding."""
+    the function that turns its results into its finding, and its grid as data (``grids``:
+    the notebook's parameters -> the ``Grid``s of transfers it runs; ``None``: no grid)."""
 
     id: str
     title: str
     notebook: str
     finding: Callable[..., str]
+    grids: Callable[..., list] | None = None  # (profile, **notebook parameters) -> [Grid]
 
     def __post_init__(self) -> None:
         prefix = self.notebook.split("_")[0]
@@ -85,16 +87,16 @@ class Registry:
 
 EXPERIMENTS = Registry([
     Experiment("E0", "quickstart", "00_quickstart", findings.quickstart_finding),
-    Experiment("E1", "main: robust vs natural tickets", "01_main", findings.main_finding),
-    Experiment("E2", "how much robustness (eps sweep)", "02_eps", findings.eps_sweep_finding),
-    Experiment("E3", "sparsity patterns", "03_patterns", findings.pattern_finding),
-    Experiment("E4", "pruning schemes", "04_schemes", findings.scheme_finding),
-    Experiment("E5", "which robustification", "05_attack", findings.attack_finding),
-    Experiment("E6", "data-limited transfer", "06_data", findings.data_finding),
-    Experiment("E7", "finetune vs linear probe", "07_regime", findings.regime_finding),
-    Experiment("E8", "domain gap", "08_gap", findings.gap_finding),
+    Experiment("E1", "main: robust vs natural tickets", "01_main", findings.main_finding, grids.grid_e1),
+    Experiment("E2", "how much robustness (eps sweep)", "02_eps", findings.eps_sweep_finding, grids.grid_e2),
+    Experiment("E3", "sparsity patterns", "03_patterns", findings.pattern_finding, grids.grid_e3),
+    Experiment("E4", "pruning schemes", "04_schemes", findings.scheme_finding, grids.grid_e4),
+    Experiment("E5", "which robustification", "05_attack", findings.attack_finding, grids.grid_e5),
+    Experiment("E6", "data-limited transfer", "06_data", findings.data_finding, grids.grid_e6),
+    Experiment("E7", "finetune vs linear probe", "07_regime", findings.regime_finding, grids.grid_e7),
+    Experiment("E8", "domain gap", "08_gap", findings.gap_finding, grids.grid_e8),
     Experiment("E9", "double-win: robust accuracy on T", "09_double_win",
-               findings.double_win_finding),
+               findings.double_win_finding, grids.grid_e9),
     Experiment("E10", "mask anatomy", "10_anatomy",
                LazyFunction("rtstudy.explorer", "anatomy_finding")),
 ])
