@@ -202,16 +202,19 @@ def test_random_scheme_and_expected_iou(explorer, smoke):
 
 
 def test_draw_in_memory_omp_and_random(smoke):
-    model = load_model(smoke["robust"].desc, smoke["robust"].artifact)
+    src = smoke["robust"]
+    model = load_model(src.desc, src.artifact)
     for pattern, kw in (("unstructured", {}), ("channel", {}), ("nm", {"n": 2, "m": 4})):
         omp = tickets.omp(model, pattern, 0.5, **kw)
-        drawn = draw_in_memory(model, "omp", pattern, 0.5)
+        drawn = draw_in_memory(SMOKE.ticket(src.desc, "omp", pattern, 0.5), model)
         assert drawn.keys() == omp.keys() and all(drawn[k].equal(omp[k]) for k in omp)
         rnd = tickets.random_mask(omp, pattern, seed=3, **kw)
-        drawn = draw_in_memory(model, "random", pattern, 0.5, seed=3, reference=lambda o=omp: o)
-        assert drawn.keys() == rnd.keys() and all(drawn[k].equal(rnd[k]) for k in rnd)
+        desc = SMOKE.ticket(src.desc, "random", pattern, 0.5, seed=3)
+        for reference in (lambda d, o=omp: o, None):  # the OMP twin handed in, or drawn here
+            drawn = draw_in_memory(desc, model, reference=reference)
+            assert drawn.keys() == rnd.keys() and all(drawn[k].equal(rnd[k]) for k in rnd)
     with pytest.raises(ValueError, match="imp_source"):
-        draw_in_memory(model, "imp_source", "unstructured", 0.5)
+        draw_in_memory(SMOKE.ticket(src.desc, "imp_source", "unstructured", 0.5), model)
 
 
 def test_view_data_is_pure_and_pools_big_layers(smoke):

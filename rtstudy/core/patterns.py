@@ -360,6 +360,7 @@ class Pattern:
     """A sparsity pattern. Subclasses set ``name`` and implement ``_magnitude``/``_random``."""
 
     name: ClassVar[str] = ""
+    whole_filters: ClassVar[bool] = False  # removes whole output filters (structured)
 
     @classmethod
     def from_config(cls, config: Mapping) -> Pattern:
@@ -447,6 +448,7 @@ class UnstructuredLayerwise(Pattern):
 @dataclass(frozen=True)
 class Channel(Pattern):
     name: ClassVar[str] = "channel"
+    whole_filters: ClassVar[bool] = True
 
     def _magnitude(self, weights, sparsity, current, model) -> Mask:
         return _channel(weights, sparsity, current, model)

@@ -118,18 +118,18 @@ def anatomy(data: ExplorerData, *, scheme: str = "omp", patterns: Sequence[str] 
         if src.key == nat.key:
             continue
         for pattern in patterns:
-            spars = data.sparsities(pattern) if sparsities is None or pattern == "nm" else sorted(
-                {sparsity_key(s) for s in sparsities if s > 0})
+            pat = data.pattern(pattern)
+            spars = (data.sparsities(pattern) if sparsities is None or pat.implied_sparsity is not None
+                     else sorted({sparsity_key(s) for s in sparsities if s > 0}))
             for s in spars:
                 a = data.mask(nat.key, scheme, pattern, s)
                 b = data.mask(src.key, scheme, pattern, s)
                 if a is None or b is None:
                     continue
-                kw = {"n": data.n, "m": data.m} if pattern == "nm" else {}
                 drawn = []
                 for i in range(random_draws):
-                    ra = tickets.random_mask(a.mask, pattern, seed=1000 + 2 * i, **kw)
-                    rb = tickets.random_mask(b.mask, pattern, seed=1001 + 2 * i, **kw)
+                    ra = pat.random(a.mask, seed=1000 + 2 * i)
+                    rb = pat.random(b.mask, seed=1001 + 2 * i)
                     drawn.append(masks_mod.iou(ra, rb))
                 sp_a, sp_b = masks_mod.layer_sparsity(a.weights), masks_mod.layer_sparsity(b.weights)
                 liou = masks_mod.layer_iou(a.weights, b.weights)
@@ -144,7 +144,7 @@ def anatomy(data: ExplorerData, *, scheme: str = "omp", patterns: Sequence[str] 
                     "layer_iou": liou,
                     "layer_sparsity_diff": {k: sp_b[k] - sp_a[k] for k in sp_a},
                 }
-                if pattern == "channel":
+                if pat.whole_filters:
                     item["filter_iou"], item["filter_iou_random"] = filter_iou(a.weights, b.weights)
                     item["filters_alive"] = _filters_alive(a.weights, b.weights)
                 summary.append(item)
@@ -179,7 +179,8 @@ def anatomy_finding(summary: list[dict], data: ExplorerData) -> str:
     star = data.default_source()
     main_src = star.label if star is not None and not star.natural else summary[0]["source"]
     parts = []
-    main = [s for s in summary if s["source"] == main_src and s["pattern"] == "unstructured"]
+    of = {p: [s for s in summary if s["source"] == main_src and s["pattern"] == p] for p in tickets.PATTERNS}
+    main = of.get("unstructured", [])
     if main:
         ious = [s["iou"] for s in main]
         rnd = [s["iou_random"] for s in main]
@@ -206,7 +207,7 @@ def anatomy_finding(summary: list[dict], data: ExplorerData) -> str:
         parts.append(
             f"At {mid['sparsity']:.0%} sparsity the per-layer sparsities differ most in {short_name(layer)}: "
             f"the robust ticket prunes {abs(diff) * 100:.1f} points {'more' if diff > 0 else 'less'} there.")
-        by_eps = sorted((s for s in summary if s["pattern"] == "unstructured"
+        by_eps = sorted((s for s in summary if s["pattern"] == main[0]["pattern"]
                          and abs(s["sparsity"] - mid["sparsity"]) < 1e-6
                          and s["kind"] == main[0]["kind"] and s["norm"] == main[0]["norm"]),
                         key=lambda s: s["eps"])
@@ -218,14 +219,13 @@ def anatomy_finding(summary: list[dict], data: ExplorerData) -> str:
             parts.append(f"As ε grows the overlap with the natural ticket {trend}: IoU "
                          + ", ".join(f"{s['iou']:.2f} (ε={s['eps_label']})" for s in by_eps)
                          + f" at {mid['sparsity']:.0%}.")
-    chan = [s for s in summary if s["source"] == main_src and s["pattern"] == "channel"
-            and not math.isnan(s.get("filter_iou", float("nan")))]
+    chan = [s for s in of.get("channel", []) if not math.isnan(s.get("filter_iou", float("nan")))]
     if chan:
         parts.append("Channel tickets keep the same filters with filter-IoU "
                      + ", ".join(f"{s['filter_iou']:.2f}" for s in chan)
                      + f" at {_pct([s['sparsity'] for s in chan])} (random choice of the same counts: "
                      + ", ".join(f"{s['filter_iou_random']:.2f}" for s in chan) + ").")
-    nm = [s for s in summary if s["source"] == main_src and s["pattern"] == "nm"]
+    nm = of.get("nm", [])
     if nm:
         parts.append(f"{data.n}:{data.m} tickets: IoU {nm[0]['iou']:.2f} (random {nm[0]['iou_random']:.2f}).")
     return " ".join(parts) if parts else "No comparable tickets were found."

@@ -20,8 +20,11 @@ import torch
 from rtstudy.core import masks as masks_mod
 from rtstudy.core import tickets
 from rtstudy.core.checks import check_choice
+from rtstudy.core.descriptions import TicketDesc
+from rtstudy.core.patterns import NM, Pattern, make_pattern, pattern_from_config
 from rtstudy.core.pipeline import load_model
 from rtstudy.core.schemes import SCHEMES as _SCHEME_REGISTRY
+from rtstudy.core.schemes import get_scheme
 from rtstudy.core.store import Artifact, Store, canonical_json
 from rtstudy.explorer.analytics import expected_random_iou, random_iou, sparsity_key
 from rtstudy.profiles import Profile, get_profile
@@ -130,23 +133,34 @@ class View:
         return self.layers.index(self.layer)
 
 
-def draw_in_memory(model: torch.nn.Module, scheme: str, pattern: str, sparsity: float, *,
-                   seed: int = 0, n: int = 2, m: int = 4,
-                   reference: Callable[[], Mapping[str, torch.Tensor]] | None = None,
-                   ) -> dict[str, torch.Tensor]:
-    """A ticket's mask drawn from ``model`` without the store, as ``pipeline.draw_ticket`` draws it.
+class _MemoryDrawing:
+    """A ``Drawing`` that never trains or writes: other tickets come from ``reference``."""
 
-    ``omp``: magnitude pruning of ``model``'s weights; ``random``: random weights with the
-    per-layer counts of the OMP mask that ``reference()`` returns (default: drawn here).
-    Other schemes need training and raise ``ValueError``.
-    """
-    kw = {"n": n, "m": m} if pattern == "nm" else {}
-    if scheme == "omp":
-        return tickets.omp(model, pattern, sparsity, **kw)
-    if scheme == "random":
-        omp = reference() if reference is not None else tickets.omp(model, pattern, sparsity, **kw)
-        return tickets.random_mask(omp, pattern, seed=seed, **kw)
-    raise ValueError(f"scheme {scheme!r} cannot be drawn in memory; allowed: omp, random")
+    def __init__(self, model: torch.nn.Module,
+                 reference: Callable[[TicketDesc], Mapping[str, torch.Tensor]] | None):
+        self.model = model
+        self._reference = reference
+
+    def ticket(self, desc: TicketDesc) -> dict[str, torch.Tensor]:
+        if self._reference is not None:
+            return dict(self._reference(desc))
+        return get_scheme(desc.scheme).draw(self, desc)
+
+    def imp(self, desc: TicketDesc, on_target: bool) -> dict[str, torch.Tensor]:
+        raise ValueError(f"scheme {desc.scheme!r} needs training; the explorer shows only stored ones")
+
+
+def draw_in_memory(desc: TicketDesc, model: torch.nn.Module, *,
+                   reference: Callable[[TicketDesc], Mapping[str, torch.Tensor]] | None = None,
+                   ) -> dict[str, torch.Tensor]:
+    """The mask of ``desc`` drawn from ``model`` by its scheme, without the store (schemes
+    that need no training). ``reference(desc)`` supplies another ticket a scheme builds on
+    (random: its OMP twin); by default that one is drawn here too."""
+    scheme = get_scheme(desc.scheme)
+    if scheme.trains:
+        raise ValueError(f"scheme {desc.scheme!r} needs training and cannot be drawn in memory; "
+                         f"allowed: {', '.join(s for s in SCHEMES if s not in STORED_ONLY_SCHEMES)}")
+    return scheme.draw(_MemoryDrawing(model, reference), desc)
 
 
 def _family(config: dict) -> str:
@@ -205,7 +219,7 @@ class ExplorerData:
             for art in chosen:
                 attack = art.config["attack"]
                 eps, kind, norm = float(attack["eps"]), attack["kind"], attack["norm"]
-                label = "natural" if eps == 0 else f"robust {kind} {norm} ε={eps_label(eps, norm)}"
+                label = VisionSource.from_config(art.config).config_label
                 short = "natural" if eps == 0 else f"robust ε={eps_label(eps, norm)}"
                 if eps and (kind, norm) != (self.profile.robust_kind, self.profile.norm):
                     short += f" ({kind} {norm})"
@@ -224,11 +238,10 @@ class ExplorerData:
             c = art.config
             if c.get("source") not in keys:
                 continue
-            pattern, sparsity = c["pattern"], c["sparsity"]
-            if pattern == "nm":
-                sparsity = 1.0 - c.get("n", 2) / c.get("m", 4)
-                if (c.get("n"), c.get("m")) != (self.n, self.m):
-                    continue
+            pat = pattern_from_config(c)
+            if pat != self.pattern(pat.name):  # an N:M ticket of another N and M
+                continue
+            pattern, sparsity = pat.name, self._sparsity(pat.name, c["sparsity"])
             key = (c["source"], c["scheme"], pattern, sparsity_key(sparsity), c.get("target"),
                    c.get("seed", 0))
             self._tickets[key] = art
@@ -265,6 +278,14 @@ class ExplorerData:
         return ExplorerState(source=src.key, scheme="omp", pattern="unstructured",
                              sparsity=min(spars, key=lambda s: abs(s - wanted)), layer=self.layers[0])
 
+    def pattern(self, name: str) -> Pattern:
+        """The pattern ``name`` as the explorer shows it (N:M with its ``n`` and ``m``)."""
+        return make_pattern(name, n=self.n, m=self.m)
+
+    def _sparsity(self, pattern: str, sparsity: float) -> float:
+        implied = self.pattern(pattern).implied_sparsity
+        return sparsity if implied is None else implied
+
     def model(self, key: str):
         if key not in self._models:
             art = self.by_key[key].artifact
@@ -274,8 +295,9 @@ class ExplorerData:
     # -- options -------------------------------------------------------------------------
     def sparsities(self, pattern: str) -> list[float]:
         """Sparsities offered for OMP/random: the profile's (above 0); N:M has its implied one."""
-        if pattern == "nm":
-            return [sparsity_key(1.0 - self.n / self.m)]
+        implied = self.pattern(pattern).implied_sparsity
+        if implied is not None:
+            return [sparsity_key(implied)]
         offered = (*self.profile.sparsities, *self.profile.fixed_sparsities)
         values = sorted({sparsity_key(s) for s in offered if s > 0})
         return values or [0.0]
@@ -302,9 +324,8 @@ class ExplorerData:
         (OMP, random); ``None`` for an IMP ticket the store lacks. Cached."""
         check_choice("scheme", scheme, SCHEMES)
         check_choice("pattern", pattern, PATTERNS)
-        if pattern == "nm":
-            sparsity = 1.0 - self.n / self.m
-        if scheme != "imp_target":
+        sparsity = self._sparsity(pattern, sparsity)
+        if not get_scheme(scheme).needs_target:
             target = None
         cache_key = (source_key, scheme, pattern, sparsity_key(sparsity), target, seed)
         if cache_key not in self._masks:
@@ -312,7 +333,7 @@ class ExplorerData:
         return self._masks[cache_key]
 
     def _load_mask(self, source_key, scheme, pattern, sparsity, target, seed) -> TicketMask | None:
-        if sparsity == 0 and pattern != "nm":
+        if self.pattern(pattern).is_dense(sparsity):
             model = self.model(source_key)
             params = dict(model.named_parameters())
             full = {k: torch.ones_like(params[k], dtype=torch.bool) for k in tickets.prunable_names(model)}
@@ -323,16 +344,17 @@ class ExplorerData:
             return TicketMask(full, masks_mod.weight_entries(full), art.key, True)
         if scheme in STORED_ONLY_SCHEMES:
             return None
-        def reference():
-            return self.mask(source_key, "omp", pattern, sparsity, seed=seed).mask
+        def reference(other: TicketDesc):
+            return self.mask(source_key, other.scheme, pattern, sparsity, seed=other.seed).mask
 
-        full = draw_in_memory(self.model(source_key), scheme, pattern, sparsity, seed=seed,
-                              n=self.n, m=self.m, reference=reference)
+        source = VisionSource.from_config(self.by_key[source_key].artifact.config)
+        desc = TicketDesc(source, scheme, self.pattern(pattern), sparsity, seed=seed)
+        full = draw_in_memory(desc, self.model(source_key), reference=reference)
         return TicketMask(full, masks_mod.weight_entries(full), None, False)
 
     def matrix(self, weight_mask: torch.Tensor, pattern: str) -> tuple[np.ndarray, str]:
         """The 2-D view of one weight mask and its x-axis title (N:M: groups side by side)."""
-        if pattern == "nm" and weight_mask.dim() >= 2:
+        if isinstance(self.pattern(pattern), NM) and weight_mask.dim() >= 2:
             try:
                 groups = masks_mod.nm_groups(weight_mask, self.m)
                 kernel = "×".join(str(d) for d in weight_mask.shape[2:])
@@ -398,8 +420,8 @@ class ExplorerData:
                      "disagree": _pool(disagree, block), "code": None}
         keep = {k: (1 - sp_a[k], 1 - sp_b[k]) for k in layers}
         fa, fb = set(np.nonzero(surv_a > 0)[0].tolist()), set(np.nonzero(surv_b > 0)[0].tolist())
-        state_used = replace(state, layer=layer, source=src.key, sparsity=state.sparsity
-                             if state.pattern != "nm" else sparsity_key(1 - self.n / self.m))
+        state_used = replace(state, layer=layer, source=src.key,
+                             sparsity=sparsity_key(self._sparsity(state.pattern, state.sparsity)))
         return View(
             state=state_used,
             message="",

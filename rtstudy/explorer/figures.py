@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from rtstudy.core.patterns import make_pattern
 from rtstudy.core.stats import mean_ci
 from rtstudy.explorer.analytics import short_name
 
@@ -152,7 +153,7 @@ class ExplorerFigures:
             fig.data[0].z = np.stack([v.natural.survival, v.robust.survival])
             fig.data[0].y = [nat, rob]
             filters = len(v.natural.survival)
-            kind = ("whole filters (channel ticket)" if v.state.pattern == "channel"
+            kind = ("whole filters (channel ticket)" if make_pattern(v.state.pattern).whole_filters
                     else "weights kept per filter")
             fig.layout.title.text = (f"channel survival, {layer}: {kind}<br>filters alive {nat} "
                                      f"{v.natural.filters_kept}/{filters}, {rob} "

@@ -21,6 +21,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from rtstudy.core.checks import check_choice
+from rtstudy.core.schemes import get_scheme
 from rtstudy.core.store import Store
 from rtstudy.explorer.analytics import short_name
 from rtstudy.explorer.data import PATTERNS, STORED_ONLY_SCHEMES, ExplorerData, ExplorerState, View
@@ -191,7 +192,7 @@ def _header_html(d: ExplorerData) -> str:
 def _status_html(v: View) -> str:
     how = {True: "stored ticket", False: "drawn now by OMP, which needs no data"}
     kinds = [("dense" if s.ticket_key == "dense" else how[s.stored]) for s in (v.natural, v.robust)]
-    if v.state.scheme == "random":
+    if get_scheme(v.state.scheme).redrawn_per_seed:
         kinds = [k.replace("by OMP, which needs no data", "at random, seed 0") for k in kinds]
     return (f'<div style="font-size:13px">IoU of kept weights <b>{v.overall_iou:.3f}</b> '
             'over all layers '
@@ -359,17 +360,19 @@ class MaskExplorer:
         else:
             _set_options(c["pattern"], list(PATTERNS), keep=c["pattern"].value)
             spars = d.sparsities(c["pattern"].value)
-            if c["pattern"].value == "nm":
+            implied = d.pattern(c["pattern"].value).implied_sparsity is not None
+            if implied:
                 _set_options(c["sparsity"], [(f"{d.n}:{d.m} ({s:.0%})", s) for s in spars])
             else:  # back from N:M: the sparsity chosen before
                 _set_options(c["sparsity"], [(f"{s:.0%}", s) for s in spars],
                              keep=self._sparsity if c["pattern"].value != self._pattern else c["sparsity"].value)
             targets = []
-        c["sparsity"].disabled = c["pattern"].value == "nm"
-        if c["pattern"].value != "nm":
+        implied = d.pattern(c["pattern"].value).implied_sparsity is not None
+        c["sparsity"].disabled = implied
+        if not implied:
             self._sparsity = c["sparsity"].value
         self._pattern = c["pattern"].value
-        if scheme == "imp_target" and targets:
+        if get_scheme(scheme).needs_target and targets:
             _set_options(c["target"], [(t, t) for t in targets], keep=c["target"].value)
             c["target"].disabled = False
         else:

@@ -83,7 +83,14 @@ class VisionSource(SourceDesc):
 
     @property
     def label(self) -> str:
+        """``natural``, ``FGSM-RS ℓ∞ 2/255``, ``PGD-3 ℓ2 0.25``."""
         return attack_name(self.attack)
+
+    @property
+    def config_label(self) -> str:
+        """The label in the config's own words: ``natural``, ``robust fgsm_rs linf ε=2/255``."""
+        a = self.attack
+        return "natural" if not self.robust else f"robust {a.kind} {a.norm} ε={eps_label(a.eps, a.norm)}"
 
     def config(self) -> dict:
         return {"task": self.task, "fraction": self.fraction, "model": self.model, "width": self.width,
@@ -178,11 +185,9 @@ class VisionTrack(Track):
         x, y = subset(data.train_x, data.train_y, source.fraction, source.seed)
         model = _new_model(source, data)
         tx, ty = test_split(data, source.test_n)
-        a = source.attack
-        label = "natural" if not source.robust else f"{a.kind} {a.norm} eps={eps_label(a.eps, a.norm)}"
         history = train(model, x, y, source.train, seed=source.seed, device=device,
                         eval_set=EvalSet(tx, ty, source.eval_attack, source.robust_n),
-                        progress=f"pretrain {label}" if progress is not False else False)
+                        progress=f"pretrain {source.config_label}" if progress is not False else False)
         final = dict(history[-1])
         metrics = {k: final[k] for k in ("test_acc", "robust_acc") if k in final}
         metrics["train_img_per_s"] = sum(h["img_per_s"] for h in history) / len(history)
