@@ -117,6 +117,9 @@ for _scheme in (OMP(), IMPSource(), IMPTarget(), Random()):
     SCHEMES.register(_scheme.name, _scheme)
 
 
+BASELINE = Random.name  # the sanity baseline every drawn ticket is compared with
+
+
 def get_scheme(name: str) -> Scheme:
     """The registered scheme ``name`` (a clear error naming the allowed ones)."""
     return SCHEMES.get(name)

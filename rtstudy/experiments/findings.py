@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rtstudy.core.schemes import BASELINE
 from rtstudy.core.stats import Estimate, compare, describe, pearson, spearman
 from rtstudy.experiments.grid import NATURAL, ROBUST
 from rtstudy.experiments.rows import estimates, fmt_level, levels, pct, select
@@ -212,7 +213,7 @@ def pattern_finding(rows: Iterable[dict], robust_name: str) -> Finding:
     cs = contrasts(rows, by=("task", "pattern_label"), scheme="omp")
     text = contrast_finding(cs, f"the robust ({robust_name}) OMP ticket", "the natural one",
                             ("task", "pattern"))
-    sanity = contrasts(rows, factor="scheme", a="omp", b="random",
+    sanity = contrasts(rows, factor="scheme", a="omp", b=BASELINE,
                        by=("task", "source", "pattern_label"))
     return Finding(text + tally_sentence(
         sanity, "Sanity check, OMP vs random tickets at the same per-layer sparsity",
@@ -227,9 +228,9 @@ def scheme_finding(rows: Iterable[dict], robust_name: str,
     cs = contrasts(rows, by=("task", "scheme"))
     text = contrast_finding(cs, f"the robust ({robust_name}) ticket", "the natural one",
                             ("task", "scheme"))
-    if "random" in schemes:
-        drawn = [s for s in schemes if s != "random"]
-        sanity = [c for s in drawn for c in contrasts(rows, factor="scheme", a=s, b="random",
+    if BASELINE in schemes:
+        drawn = [s for s in schemes if s != BASELINE]
+        sanity = [c for s in drawn for c in contrasts(rows, factor="scheme", a=s, b=BASELINE,
                                                       by=("task", "source"))]
         text += tally_sentence(sanity,
                                f"Sanity check, drawn ({', '.join(drawn)}) vs random tickets",
