@@ -11,8 +11,9 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """``name -> object``; ``get`` of an unknown name names it and what is allowed."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, show: Callable[[str], str] = repr):
         self.what = what
+        self._show = show  # how a name is written in the error (repr: quoted)
         self._items: dict[str, T] = {}
 
     def register(self, name: str, obj: T | None = None) -> T | Callable[[T], T]:
@@ -31,7 +32,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except (KeyError, TypeError):
             raise ValueError(
-                f"unknown {self.what} {name!r}; allowed: {', '.join(map(repr, self._items))}"
+                f"unknown {self.what} {name!r}; allowed: {', '.join(map(self._show, self._items))}"
             ) from None
 
     def names(self) -> tuple[str, ...]:

@@ -7,9 +7,10 @@ order (E0 ... E10); ``TITLES`` maps id -> title (what the report prints).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from rtstudy.core.registry import Registry
 from rtstudy.experiments import findings, grids
 
 
@@ -47,45 +48,27 @@ class Experiment:
                              f"named <nn>_<name> with nn = the id's number")
 
 
-class Registry:
+class ExperimentRegistry(Registry):
     """Experiments by id, in the order they were registered."""
 
     def __init__(self, experiments: Iterable[Experiment] = ()) -> None:
-        self._by_id: dict[str, Experiment] = {}
+        super().__init__("experiment", show=str)
         for exp in experiments:
             self.register(exp)
 
-    def register(self, exp: Experiment) -> Experiment:
-        if exp.id in self._by_id:
+    def register(self, exp: Experiment) -> Experiment:  # by its own id
+        if exp.id in self:
             raise ValueError(f"experiment {exp.id!r} is registered twice")
-        self._by_id[exp.id] = exp
-        return exp
+        return super().register(exp.id, exp)
 
-    def get(self, experiment_id: str) -> Experiment:
-        """The experiment ``experiment_id``; a ValueError naming the allowed ids otherwise."""
-        try:
-            return self._by_id[experiment_id]
-        except (KeyError, TypeError):
-            raise ValueError(f"unknown experiment {experiment_id!r}; allowed: "
-                             f"{', '.join(self._by_id)}") from None
-
-    __getitem__ = get
-
-    def __contains__(self, experiment_id: object) -> bool:
-        return experiment_id in self._by_id
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._by_id)
-
-    def __len__(self) -> int:
-        return len(self._by_id)
+    __getitem__ = Registry.get
 
     def titles(self) -> dict[str, str]:
         """``{id: title}`` in order."""
-        return {e.id: e.title for e in self._by_id.values()}
+        return {i: self.get(i).title for i in self}
 
 
-EXPERIMENTS = Registry([
+EXPERIMENTS = ExperimentRegistry([
     Experiment("E0", "quickstart", "00_quickstart", findings.quickstart_finding),
     Experiment("E1", "main: robust vs natural tickets", "01_main", findings.main_finding, grids.grid_e1),
     Experiment("E2", "how much robustness (eps sweep)", "02_eps", findings.eps_sweep_finding, grids.grid_e2),
