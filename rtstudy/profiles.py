@@ -41,7 +41,7 @@ class Profile:
     eps_l2: float  # E5: the l2 budget compared with eps_star in linf
     sparsities: tuple[float, ...]  # the sparsity axis of E1
     fixed_sparsities: tuple[float, ...]  # the few sparsities of E2-E9
-    seeds: tuple[int, ...]  # finetuning seeds (the source model is seed 0)
+    seeds: tuple[int, ...]  # finetuning seeds, within each source seed
     finetune: TrainConfig  # downstream finetuning recipe
     probe: TrainConfig  # linear probe recipe (E7)
     target_fraction: float  # fraction of T's training set (E6 varies it)
@@ -51,6 +51,7 @@ class Profile:
     eval_attack_steps: int  # PGD steps for robust accuracy on T (E9) and of S
     robust_n: int  # test samples used for robust accuracy
     test_n: int  # test samples used for clean accuracy (0 = all)
+    source_seeds: tuple[int, ...] = (0,)  # every source model is pretrained under each (the unit of replication)
     extra: dict = field(default_factory=dict)
 
     def source_attack(self, eps: float, kind: str | None = None, norm: str | None = None,
@@ -92,8 +93,9 @@ class Profile:
     def transfer(self, source: SourceDesc, ticket: TicketDesc | None, target: str, *,
                  regime: str = "finetune", adversarial_eps: float = 0.0,
                  eval_eps: float | None = None, fraction: float | None = None,
-                 seed: int = 0) -> TransferDesc:
-        """Finetuning (or a linear probe) of ``source ⊙ ticket`` on ``target``."""
+                 seed: int = 0, init: str = "pretrained") -> TransferDesc:
+        """Finetuning (or a linear probe) of ``source ⊙ ticket`` on ``target``
+        (``init="scratch"``: its from-scratch control)."""
         check_choice("regime", regime, REGIMES)
         check_range("adversarial_eps", adversarial_eps, 0.0, 1.0)
         if regime == "probe" and adversarial_eps > 0:
@@ -105,11 +107,17 @@ class Profile:
                                       self.robust_n, self.test_n)
         fraction = self.target_fraction if fraction is None else fraction
         return TransferDesc(source=source, ticket=ticket, target=target, recipe=recipe,
-                            evaluation=evaluation, regime=regime, fraction=fraction, seed=seed)
+                            evaluation=evaluation, regime=regime, fraction=fraction, seed=seed,
+                            init=init)
 
-    def source_models(self) -> list[VisionSource]:
-        """Every source model the experiments use: natural, the eps sweep (E1, E2), and E5's
-        other attack kind (l-inf, eps_star) and other norm (l2, eps_l2)."""
+    def source_models(self, seeds: tuple[int, ...] | None = None) -> list[VisionSource]:
+        """Every source model the experiments use, under every source seed (default: the
+        profile's): natural, the eps sweep (E1, E2), and E5's other attack kind (l-inf,
+        eps_star) and other norm (l2, eps_l2)."""
+        seeds = self.source_seeds if seeds is None else seeds
+        return [replace(d, seed=s) for s in seeds for d in self._source_models()]
+
+    def _source_models(self) -> list[VisionSource]:
         other = "pgd" if self.robust_kind == "fgsm_rs" else "fgsm_rs"
         out = [self.source_model(0.0)]
         out += [self.source_model(e, kind=self.robust_kind, norm=self.norm) for e in self.eps_sweep if e > 0]
@@ -149,7 +157,8 @@ _SMOKE = Profile(
     eps_l2=0.1,
     sparsities=(0.0, 0.5, 0.9),
     fixed_sparsities=(0.8,),
-    seeds=(0, 1),
+    seeds=(0,),
+    source_seeds=(0, 1),
     finetune=TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule="cosine", min_steps=10),
     probe=TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="cosine"),
     target_fraction=0.05,

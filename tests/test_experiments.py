@@ -86,11 +86,34 @@ def test_source_and_ticket_specs():
     src = X.natural(P)
     assert X.TicketSpec("random", sparsity=0.8).desc(P, src, "digits", 3).seed == 3
     assert X.TicketSpec("omp", sparsity=0.8).desc(P, src, "digits", 3).seed == 0
-    grid = X.Grid([X.natural(P)], [X.TicketSpec()], ["a", "b"], [0, 1, 2])
+    grid = X.Grid([X.natural(P)], [X.TicketSpec()], ["a", "b"], [0, 1, 2], controls="none")
     assert len(grid) == len(grid.cells()) == 6
     descs = grid.descriptions(P)  # the grid as data: one transfer description per cell
     assert len({d.key for d in descs}) == 6 and {d.target for d in descs} == {"a", "b"}
     assert all(d.source == X.natural(P) and d.dense for d in descs)
+
+
+def test_grids_replicate_source_models_and_carry_scratch_controls():
+    P = get_profile("smoke")
+    sparse = X.TicketSpec("omp", "unstructured", 0.5)
+    grid = X.Grid(X.standard_sources(P), [X.TicketSpec(), sparse], ["a"], [0, 1],
+                  source_seeds=[0, 1, 2])
+    cells = grid.cells()
+    # 2 sources x 3 source seeds x (dense with its control + sparse) x 2 finetuning seeds
+    assert len(cells) == 2 * 3 * (2 + 1) * 2
+    assert {c.source.seed for c in cells} == {0, 1, 2}
+    scratch = [c.transfer_desc(P) for c in cells if c.init == "scratch"]
+    assert scratch and all(d.scratch and d.dense for d in scratch)
+    # the dense control does not depend on the source's robustness: one per source seed and seed
+    assert len({d.key for d in scratch}) == 3 * 2
+    assert all(d.source.eps == 0 for d in scratch)
+    full = X.Grid(X.standard_sources(P), [sparse], ["a"], [0], controls="all")
+    ctrl = [c.transfer_desc(P) for c in full.cells() if c.init == "scratch"]
+    assert len(ctrl) == 2 and {d.ticket.source.eps for d in ctrl} == {0.0, P.eps_star}
+    probe = X.Grid([X.natural(P)], [X.TicketSpec()], ["a"], [0], [X.TransferSpec(regime="probe")])
+    assert [c.init for c in probe.cells()] == ["pretrained"]  # a probe of random features is no control
+    with pytest.raises(ValueError, match="controls"):
+        X.Grid([X.natural(P)], [sparse], ["a"], [0], controls="some")
 
 
 def test_formatting():

@@ -138,3 +138,32 @@ def test_bad_transfer_and_pretrain_requests(setup):
         pretrain(profile.source_model(-0.1), store=store)
     with pytest.raises(ValueError, match="profile"):
         get_profile("huge")
+
+
+def test_scratch_control_trains_the_same_mask_on_random_weights(setup, monkeypatch):
+    profile, store, natural, robust = setup
+    ticket = draw_ticket(profile.ticket(robust.desc, "omp", "unstructured", 0.8), store=store)
+    seen = {}
+    real_train = vision_track.train
+
+    def spy(model, *a, **k):
+        seen["before"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        out = real_train(model, *a, **k)
+        seen["after"] = dict(model.named_parameters())
+        return out
+
+    monkeypatch.setattr(vision_track, "train", spy)
+    desc = profile.transfer(robust.desc, ticket.desc, "mnist5k", seed=0, init="scratch")
+    art = transfer(desc, store=store)
+    pretrained = dict(robust.model.named_parameters())
+    conv = next(k for k in ticket.mask if k.endswith("conv1.weight") and "layer" in k)
+    keep = ticket.mask[conv]
+    assert not torch.allclose(seen["before"][conv][keep], pretrained[conv].detach()[keep])
+    for name, k in ticket.mask.items():  # the mask holds on the random weights too
+        if k.dim() > 1:
+            assert torch.all(seen["after"][name][~k] == 0)
+    assert art.config["init"] == "scratch" and art.key != profile.transfer(
+        robust.desc, ticket.desc, "mnist5k", seed=0).key
+    assert "init" not in profile.transfer(robust.desc, ticket.desc, "mnist5k").config()  # old keys kept
+    with pytest.raises(ValueError, match="probe"):
+        profile.transfer(robust.desc, None, "mnist5k", regime="probe", init="scratch")

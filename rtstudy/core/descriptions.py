@@ -175,12 +175,15 @@ class Evaluation(Protocol):
 
 
 REGIMES = ("finetune", "probe")
+INITS = ("pretrained", "scratch")  # scratch: the from-scratch control (same mask, random weights)
 
 
 @dataclass(frozen=True)
 class TransferDesc(Desc):
     """``source ⊙ ticket`` trained on ``target`` (``regime`` finetune, mask fixed, or a
-    linear probe) with ``recipe`` on ``fraction`` of its training set, seed ``seed``."""
+    linear probe) with ``recipe`` on ``fraction`` of its training set, seed ``seed``.
+    ``init="scratch"`` is its from-scratch control: the same architecture and mask on
+    random weights (seeded by the source's and the finetuning seed), the same recipe and data."""
 
     kind: ClassVar[str] = "transfer"
     source: SourceDesc
@@ -191,11 +194,16 @@ class TransferDesc(Desc):
     regime: str = "finetune"
     fraction: float = 1.0
     seed: int = 0
+    init: str = "pretrained"
 
     def __post_init__(self):
         from rtstudy.core.checks import check_choice
 
         check_choice("regime", self.regime, REGIMES)
+        check_choice("init", self.init, INITS)
+        if self.init == "scratch" and self.regime == "probe":
+            raise ValueError("a linear probe of random features is no control; init 'scratch' "
+                             "needs regime 'finetune'")
         check_range("fraction", self.fraction, 0.0, 1.0, low_open=True)
         if self.ticket is not None and self.ticket.source != self.source:
             raise ValueError(f"ticket {self.ticket.label!r} was drawn from another source than "
@@ -208,12 +216,23 @@ class TransferDesc(Desc):
     def config(self) -> dict:
         return {"source": self.source.key, "ticket": "dense" if self.dense else self.ticket.key,
                 "target": self.target, "regime": self.regime, "train": self.recipe.to_dict(),
-                **self.evaluation.config(), "fraction": self.fraction, "seed": self.seed}
+                **self.evaluation.config(), "fraction": self.fraction, "seed": self.seed,
+                **({"init": self.init} if self.init != "pretrained" else {})}
+
+    @property
+    def scratch(self) -> bool:
+        return self.init == "scratch"
+
+    @property
+    def init_seed(self) -> int:
+        """The seed of the random weights of a from-scratch control."""
+        return 1_000_003 * (self.source.seed + 1) + self.seed
 
     @property
     def label(self) -> str:
         ticket = "dense" if self.dense else self.ticket.label
-        return f"{self.source.label} {ticket} -> {self.target} ({self.regime}, seed {self.seed})"
+        init = ", from scratch" if self.scratch else ""
+        return f"{self.source.label} {ticket} -> {self.target} ({self.regime}{init}, seed {self.seed})"
 
 
 def _pct(x: float) -> str:

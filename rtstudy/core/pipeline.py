@@ -174,6 +174,8 @@ def transfer(desc: TransferDesc, *, store: Store | None = None, progress: bool |
             DENSE if desc.dense else draw_ticket(desc.ticket, store=store, source=src))
         dev = torch.device(device) if device is not None else src.device
         model = load_model(desc.source, src.artifact, dev)
+        if desc.scratch:  # the control: the same architecture (and mask) on random weights
+            track_of(desc.source).reinitialize(model, desc.init_seed)
         t0 = time.perf_counter()
         handle = None
         if tk.mask is not None:

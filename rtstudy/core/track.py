@@ -10,6 +10,8 @@ a model's internals; it asks the source description's track. A track implements:
     transfer(transfer, model, keep_mask, device, progress) -> metrics
                                                                  finetune/probe with the mask kept
                                                                  (``keep_mask(optimizer)``), evaluate
+    reinitialize(model, seed)                                    random weights for the from-scratch
+                                                                 control (default: reset_parameters)
 and names its ``source_desc`` class (a ``SourceDesc`` subclass) and ``recipe`` class.
 Prunable weights: the model's own ``prunable_names()`` if it defines one, else every
 conv/linear weight but the first conv and the last linear (``rtstudy.core.tickets``).
@@ -57,6 +59,15 @@ class Track(ABC):
                  keep_mask: Callable[[torch.optim.Optimizer], Any] | None, *,
                  device: torch.device, progress: bool | None) -> dict:
         """Train ``model`` on the target as ``desc`` says and return its metrics."""
+
+    def reinitialize(self, model: nn.Module, seed: int) -> None:
+        """Give ``model`` fresh random weights in place (the from-scratch control); by
+        default every module's own ``reset_parameters`` under ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for module in model.modules():
+                if callable(getattr(module, "reset_parameters", None)):
+                    module.reset_parameters()
 
     def source_from_config(self, config: Mapping) -> SourceDesc:
         return self.source_desc.from_config(config)

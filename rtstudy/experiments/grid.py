@@ -17,7 +17,7 @@ Rows have the columns of ``rtstudy.results.ROW_KEYS`` plus the extras named in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rtstudy.core.descriptions import SourceDesc, TicketDesc, TransferDesc
 from rtstudy.core.patterns import NM, Pattern, make_pattern
@@ -133,50 +133,80 @@ class TransferSpec:
         return " ".join(bits)
 
     def desc(self, profile: Profile, source: SourceDesc, ticket: TicketDesc, target: str,
-             seed: int) -> TransferDesc:
+             seed: int, init: str = "pretrained") -> TransferDesc:
+        if init == "scratch" and ticket.dense:  # random weights: any robustness of the source is moot
+            source = profile.source_model(0.0, seed=source.seed)
         return profile.transfer(source, None if ticket.dense else ticket, target,
                                 regime=self.regime, adversarial_eps=self.adversarial_eps,
-                                eval_eps=self.eval_eps, fraction=self.fraction, seed=seed)
+                                eval_eps=self.eval_eps, fraction=self.fraction, seed=seed, init=init)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One transfer of a grid: what it varies, and the artifacts it needs."""
+    """One transfer of a grid: what it varies, and the artifacts it needs. ``source`` is
+    the source model of one source seed; ``init="scratch"`` is the from-scratch control."""
 
     source: SourceDesc
     ticket: TicketSpec
     target: str
     transfer: TransferSpec
     seed: int
+    init: str = "pretrained"
 
     def ticket_desc(self, profile: Profile) -> TicketDesc:
         return self.ticket.desc(profile, self.source, self.target, self.seed)
 
     def transfer_desc(self, profile: Profile) -> TransferDesc:
-        return self.transfer.desc(profile, self.source, self.ticket_desc(profile), self.target, self.seed)
+        return self.transfer.desc(profile, self.source, self.ticket_desc(profile), self.target,
+                                  self.seed, self.init)
 
 
 @dataclass
 class Grid:
-    """The cells of a grid, in the order they run (sources outermost, seeds innermost)."""
+    """The cells of a grid, in the order they run (sources outermost, seeds innermost).
+
+    ``sources`` are given at source seed 0 and run under every seed of ``source_seeds``;
+    ``seeds`` are the finetuning seeds within each. ``controls``: which finetuned cells also
+    get their from-scratch control: ``"dense"`` (the dense ticket only), ``"all"``, ``"none"``.
+    """
 
     sources: list[SourceDesc]
     tickets: list[TicketSpec]
     targets: list[str]
     seeds: list[int]
     transfers: list[TransferSpec] = field(default_factory=lambda: [TransferSpec()])
+    source_seeds: list[int] = field(default_factory=lambda: [0])
+    controls: str = "dense"
+
+    def __post_init__(self):
+        from rtstudy.core.checks import check_choice
+
+        check_choice("controls", self.controls, ("dense", "all", "none"))
+
+    def _controlled(self, ticket: TicketSpec, transfer: TransferSpec) -> bool:
+        if self.controls == "none" or transfer.regime != "finetune":
+            return False
+        return self.controls == "all" or ticket.dense
 
     def cells(self) -> list[Cell]:
-        return [Cell(s, t, task, tr, seed) for s in self.sources for t in self.tickets
-                for task in self.targets for tr in self.transfers for seed in self.seeds]
+        out = []
+        for s in self.sources:
+            for source_seed in self.source_seeds:
+                src = replace(s, seed=source_seed)
+                for t in self.tickets:
+                    for task in self.targets:
+                        for tr in self.transfers:
+                            inits = ("pretrained", "scratch") if self._controlled(t, tr) else ("pretrained",)
+                            out += [Cell(src, t, task, tr, seed, init) for init in inits
+                                    for seed in self.seeds]
+        return out
 
     def descriptions(self, profile: Profile) -> list[TransferDesc]:
         """The grid as data: every transfer it needs (each names its ticket and source)."""
         return [c.transfer_desc(profile) for c in self.cells()]
 
     def __len__(self) -> int:
-        return (len(self.sources) * len(self.tickets) * len(self.targets) * len(self.transfers)
-                * len(self.seeds))
+        return len(self.cells())
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -251,21 +281,23 @@ def run(profile: Profile, grid: Grid, *, store: Store | None = None, progress: b
     """
     store = store or Store()
     show = _progress_enabled(progress)
-    models = pretrain_sources(profile, grid.sources, store=store, progress=progress)
+    cells = grid.cells()
+    models = pretrain_sources(profile, [c.source for c in cells], store=store, progress=progress)
     from tqdm.auto import tqdm
 
     drawn: dict[TicketDesc, Ticket] = {}
     rows: list[dict] = []
-    bar = tqdm(total=len(grid), desc="transfer grid", disable=not show, mininterval=1.0)
+    bar = tqdm(total=len(cells), desc="transfer grid", disable=not show, mininterval=1.0)
     try:
-        for cell in grid.cells():
+        for cell in cells:
             s, t, task, tr, seed = cell.source, cell.ticket, cell.target, cell.transfer, cell.seed
             source = models[s]
             tdesc = cell.ticket_desc(profile)
             if tdesc not in drawn:
                 drawn[tdesc] = draw_ticket(tdesc, store=store, progress=False, source=source)
             ticket = drawn[tdesc]
-            art = transfer(tr.desc(profile, s, tdesc, task, seed), store=store, source=source,
+            desc = cell.transfer_desc(profile)
+            art = transfer(desc, store=store, source=source if desc.source == s else None,
                            ticket=ticket)
             fraction = profile.target_fraction if tr.fraction is None else tr.fraction
             common = dict(
@@ -274,6 +306,7 @@ def run(profile: Profile, grid: Grid, *, store: Store | None = None, progress: b
                 adversarial_eps=float(tr.adversarial_eps), eval_eps=tr.eval_eps,
                 fraction=float(fraction), transfer=tr.name(), n_train=art.metrics.get("n_train"),
                 source_test_acc=source.artifact.metrics.get("test_acc"),
+                source_seed=s.seed, init=cell.init,
                 **(extra(s, t, task, tr, seed) if extra else {}))
             for metric in ("test_acc", "robust_acc"):
                 if metric in art.metrics:

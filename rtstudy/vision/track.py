@@ -198,6 +198,13 @@ class VisionTrack(Track):
         load_state(model, dict(state), source="stored source model")
         return model.to(device).eval()
 
+    def reinitialize(self, model: Classifier, seed: int) -> None:
+        """The weights the model's own initialisation gives under ``seed`` (normaliser kept)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = model_from_spec(model.spec)
+        model.load_state_dict({k: v.to(model.normalize.mean.device) for k, v in fresh.state_dict().items()})
+
     def imp_retrainer(self, ticket: TicketDesc, model: Classifier, *, on_target: bool,
                       device: torch.device) -> Callable[[nn.Module, Mask], None]:
         source: VisionSource = ticket.source
