@@ -89,7 +89,7 @@ def _pretrain_one(desc) -> str:
         f", robust acc {source.artifact.metrics['robust_acc']:.4f}" if "robust_acc" in source.artifact.metrics else "")
 
 
-def prefetch_sources(profile: str, jobs: int, log=print) -> None:
+def prefetch_sources(profile: str, jobs: int, log=print, seeds=None) -> None:
     """Pretrain every source model of the profile up front, ``jobs`` at a time.
 
     Small models train faster as several one-thread processes than as one process with
@@ -99,7 +99,7 @@ def prefetch_sources(profile: str, jobs: int, log=print) -> None:
 
     from rtstudy.profiles import get_profile
 
-    specs = get_profile(profile).source_models()
+    specs = get_profile(profile).source_models(tuple(seeds) if seeds is not None else None)
     cost = {"none": 1.0, "fgsm_rs": 1.8, "pgd": 3.3}  # longest first balances the workers
     specs.sort(key=lambda s: -cost[s.attack.kind])
     if jobs <= 1:
@@ -140,6 +140,25 @@ def copy_plotly_js(dst_dir: Path) -> None:
     shutil.copyfile(src, dst_dir / "plotly.min.js")
 
 
+def _answer_html(summary: dict) -> str:
+    """The answer first: the paragraph and the forest plot of every recorded contrast."""
+    from rtstudy.experiments.answer import answer_figure, answer_paragraph, contrasts_of
+
+    cs = contrasts_of(summary)
+    if not cs:
+        return ""
+    fig = answer_figure(cs)
+    div = fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+    text = html.escape(answer_paragraph(cs))
+    rep = summary.get("replication")
+    rep_html = ""
+    if rep:
+        rep_html = (f"<p><b>Replication</b> (disjoint source and finetuning seeds, "
+                    f"<a href=\"replicate/index.html\">its report</a>): "
+                    f"{html.escape(rep['sentence'])}</p>")
+    return f"<h2>The answer</h2><p>{text}</p>{rep_html}{div}"
+
+
 def write_index(out: Path, summary: dict) -> None:
     items = []
     for exp, info in summary["experiments"].items():
@@ -148,12 +167,15 @@ def write_index(out: Path, summary: dict) -> None:
             f'<li><a href="{html.escape(info["html"])}"><b>{exp}</b> — {html.escape(info["title"])}</a>'
             f' <small>({info["wall_seconds"]:.0f} s)</small><br><span>{finding}</span></li>')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rtstudy report</title>
+<script src="plotly.min.js" charset="utf-8"></script>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;line-height:1.4}}
 li{{margin:0.8rem 0}} span{{color:#333}}</style></head><body>
 <h1>Robust tickets transfer better? — rtstudy report</h1>
 <p>Profile <b>{html.escape(summary["profile"])}</b>, generated {html.escape(summary["created"])},
 total wall time {summary["wall_seconds"]:.0f} s on {html.escape(summary["device"])}.
 Machine-readable results: <a href="summary.json">summary.json</a>.</p>
+{_answer_html(summary)}
+<h2>The experiments</h2>
 <ol>{"".join(items)}</ol></body></html>"""
     atomic_write_text(out / "index.html", page)
 
@@ -168,11 +190,13 @@ def _device() -> str:
 
 def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                  only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS,
-                 store: str | None = None, jobs: int = 1, prefetch: bool = False, log=print) -> dict:
+                 store: str | None = None, jobs: int = 1, prefetch: bool = False, log=print,
+                 parameters: dict | None = None) -> dict:
     """Run the notebooks into ``out`` and return the summary (see module doc).
 
     ``jobs`` notebooks run at once (each kernel with ``cpu_count // jobs`` threads);
-    ``prefetch`` pretrains every source model first, ``jobs`` at a time.
+    ``prefetch`` pretrains every source model first, ``jobs`` at a time; ``parameters``
+    go to every notebook (e.g. ``source_seeds`` and ``seeds`` of a replicate).
     """
     check_choice("profile", profile, PROFILES)
     out = Path(out)
@@ -200,7 +224,8 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     def one(exp: str, src: Path) -> dict:
         log(f"[report] {exp}: running {src.name} (profile {profile}) ...")
         dst = staging / src.name
-        params = {"profile": profile, "results_dir": str((staging / "results").resolve())}
+        params = {"profile": profile, "results_dir": str((staging / "results").resolve()),
+                  **(parameters or {})}
         seconds = run_notebook(src, dst, params)
         result_file = staging / "results" / f"{exp}.json"
         if not result_file.exists():
@@ -211,12 +236,13 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
         log(f"[report] {exp}: done in {seconds:.0f} s — {result['finding'][:160]}")
         return {"status": "ok", "title": EXPERIMENTS[exp], "notebook": src.name, "html": html_name,
                 "wall_seconds": round(seconds, 1), "parameters": result["parameters"],
-                "finding": result["finding"], "rows": result["rows"]}
+                "finding": result["finding"], "rows": result["rows"],
+                "contrasts": result.get("contrasts", [])}
 
     try:
         if prefetch:
             t0 = time.perf_counter()
-            prefetch_sources(profile, jobs, log)
+            prefetch_sources(profile, jobs, log, seeds=(parameters or {}).get("source_seeds"))
             summary["prefetch_seconds"] = round(time.perf_counter() - t0, 1)
         if jobs <= 1:
             results = {exp: one(exp, src) for exp, src in order}
@@ -240,7 +266,8 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     copy_plotly_js(staging)
     atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
     write_index(staging, summary)
-    _swap_in(staging, out, keep=[p for p in ("paper", "bench.json", "README.md") if (out / p).exists()])
+    _swap_in(staging, out, keep=[p for p in ("paper", "replicate", "bench.json", "README.md")
+                                 if (out / p).exists()])
     log(f"[report] wrote {out}/index.html and summary.json in {summary['wall_seconds']:.0f} s")
     return summary
 
@@ -282,6 +309,37 @@ def _swap_in(staging: Path, out: Path, keep: list[str]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+REPLICATE_SEED_OFFSET = 100  # the replicate's source and finetuning seeds: the profile's + 100
+
+
+def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, store: str | None = None,
+              jobs: int = 1, log=print) -> dict:
+    """Rerun every notebook with disjoint source and finetuning seeds into ``out/replicate``
+    and record in ``out``'s summary and index how many verdicts agree, flip or move."""
+    from rtstudy.experiments.answer import compare_replicates, contrasts_of
+    from rtstudy.profiles import get_profile
+
+    out = Path(out)
+    main_file = out / "summary.json"
+    if not main_file.exists():
+        raise ValueError(f"no report in {out} to replicate: run the report first")
+    main = json.loads(main_file.read_text())
+    if main.get("profile") != profile:
+        raise ValueError(f"the report in {out} is of profile {main.get('profile')!r}, not {profile!r}")
+    P = get_profile(profile)
+    params = {"source_seeds": [s + REPLICATE_SEED_OFFSET for s in P.source_seeds],
+              "seeds": [s + REPLICATE_SEED_OFFSET for s in P.seeds]}
+    t0 = time.perf_counter()
+    rep = build_report(profile, out / "replicate", store=store, jobs=jobs, prefetch=True, log=log,
+                       parameters=params)
+    main["replication"] = {**compare_replicates(contrasts_of(main), contrasts_of(rep)), **params,
+                           "wall_seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_text(main_file, json.dumps(main, indent=1))
+    write_index(out, main)
+    log(f"[report] replication: {main['replication']['sentence']}")
+    return main["replication"]
+
+
 def _default_jobs() -> int:
     import torch
 
@@ -297,12 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=None,
                     help="notebooks (and source pretrainings) at once; default: 2 on a CPU, 1 on a GPU")
     ap.add_argument("--no-prefetch", action="store_true", help="do not pretrain the source models up front")
+    ap.add_argument("--replicate", action="store_true",
+                    help="rerun with disjoint source and finetuning seeds and record how the verdicts "
+                         "of the existing report replicate (into <out>/replicate and the summary)")
     args = ap.parse_args(argv)
     only = [e.strip().upper() for e in args.only.split(",") if e.strip()] or None
     jobs = args.jobs if args.jobs is not None else _default_jobs()
     if jobs < 1:
         ap.error(f"--jobs must be >= 1, got {jobs}")
     try:
+        if args.replicate:
+            replicate(args.profile, args.out, store=args.store, jobs=jobs)
+            return 0
         build_report(args.profile, args.out, only, store=args.store, jobs=jobs,
                      prefetch=not args.no_prefetch and not only)
     except NotebookFailed as exc:

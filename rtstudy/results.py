@@ -25,9 +25,15 @@ def row(task: str, source: str, eps: float, scheme: str, pattern: str, sparsity:
             "sparsity": float(sparsity), "seed": int(seed), "metric": metric, "value": float(value), **extra}
 
 
+CONTRAST_KEYS = ("cell", "kind", "diff", "low", "high", "verdict", "mde")
+
+
 def record(experiment: str, rows: Iterable[dict], finding: str, parameters: dict,
-           results_dir: str | Path | None) -> dict:
-    """Validate and (when ``results_dir`` is set) write one experiment's results."""
+           results_dir: str | Path | None, contrasts: Iterable[dict] = ()) -> dict:
+    """Validate and (when ``results_dir`` is set) write one experiment's results.
+
+    ``contrasts``: the experiment's paired contrasts as dicts with ``CONTRAST_KEYS``
+    (``rtstudy.experiments.answer`` draws the report's answer from them)."""
     from rtstudy.experiments.registry import EXPERIMENTS  # not at the top: experiments imports row
 
     title = EXPERIMENTS.get(experiment).title  # a ValueError naming the allowed ids
@@ -38,8 +44,13 @@ def record(experiment: str, rows: Iterable[dict], finding: str, parameters: dict
             raise ValueError(f"result row {r} lacks {missing}")
     if not finding or not finding.strip():
         raise ValueError("an experiment must state a finding computed from its numbers")
+    contrasts = [dict(c) for c in contrasts]
+    for c in contrasts:
+        missing = [k for k in CONTRAST_KEYS if k not in c]
+        if missing:
+            raise ValueError(f"contrast {c} lacks {missing}")
     out = {"experiment": experiment, "title": title, "finding": str(finding),
-           "parameters": parameters, "rows": rows}
+           "parameters": parameters, "rows": rows, "contrasts": contrasts}
     if results_dir is not None:
         atomic_write_text(Path(results_dir) / f"{experiment}.json", json.dumps(out, indent=1, default=str))
     return out
