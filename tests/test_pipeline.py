@@ -167,3 +167,28 @@ def test_scratch_control_trains_the_same_mask_on_random_weights(setup, monkeypat
     assert "init" not in profile.transfer(robust.desc, ticket.desc, "mnist5k").config()  # old keys kept
     with pytest.raises(ValueError, match="probe"):
         profile.transfer(robust.desc, None, "mnist5k", regime="probe", init="scratch")
+
+
+def test_masked_source_accuracy_omp_keeps_more_of_the_source_than_random(setup):
+    from rtstudy.vision.diagnostics import dead_filters, masked_source_accuracy, recompute_batchnorm
+
+    profile, store, natural, _ = setup
+    omp = draw_ticket(profile.ticket(natural.desc, "omp", "unstructured", 0.8), store=store)
+    rnd = draw_ticket(profile.ticket(natural.desc, "random", "unstructured", 0.8), store=store)
+    m_omp = masked_source_accuracy(natural, omp, n_bn=200, test_n=200, store=store)
+    m_rnd = masked_source_accuracy(natural, rnd, n_bn=200, test_n=200, store=store)
+    assert set(m_omp) == {"source_acc", "source_acc_raw", "dead_filters"}
+    assert m_omp["source_acc"] > m_rnd["source_acc"]  # magnitude pruning keeps the function
+    assert m_rnd["dead_filters"] == 0.0 <= m_omp["dead_filters"] < 1
+    assert dead_filters({"w": torch.tensor([[True, False], [False, False]])}) == 0.5
+    # recomputed BN statistics are the batch statistics of the data given
+    bn = torch.nn.BatchNorm1d(3)
+    x = torch.randn(64, 3) * 2 + 1
+    recompute_batchnorm(bn, x, batch_size=16)
+    assert torch.allclose(bn.running_mean, x.mean(0), atol=1e-5) and bn.momentum == 0.1
+
+
+def test_transfer_records_how_far_training_moved_the_weights(setup):
+    profile, store, natural, _ = setup
+    art = transfer(profile.transfer(natural.desc, None, "mnist5k", seed=5), store=store)
+    assert 0 < art.metrics["moved"] < 10

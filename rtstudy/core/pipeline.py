@@ -164,7 +164,8 @@ def transfer(desc: TransferDesc, *, store: Store | None = None, progress: bool |
     """Train ``source ⊙ mask`` on the target (the mask fixed) as ``desc`` says; stored.
 
     Metrics: the track's (e.g. ``test_acc``, ``robust_acc``), plus ``sparsity`` of the
-    prunable weights after training (measured, not assumed) and ``train_seconds``.
+    prunable weights after training (measured, not assumed), ``moved`` (how far training
+    moved them, relative to where it started) and ``train_seconds``.
     """
     store = store or Store()
 
@@ -180,13 +181,23 @@ def transfer(desc: TransferDesc, *, store: Store | None = None, progress: bool |
         handle = None
         if tk.mask is not None:
             handle = masks_mod.apply_mask(model, tk.mask)
+        params = dict(model.named_parameters())
+        prunable = tickets.prunable_names(model)
+        start = {k: params[k].detach().clone() for k in prunable}  # masked: what training starts from
         b.metrics.update(track_of(desc.source).transfer(
             desc, model, handle.attach if handle is not None else None, device=dev, progress=progress))
         b.metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
         params = dict(model.named_parameters())
-        prunable = tickets.prunable_names(model)
         total = sum(params[k].numel() for k in prunable)
         zeros = sum(int((params[k] == 0).sum()) for k in prunable)
         b.metrics["sparsity"] = zeros / max(1, total)
+        b.metrics["moved"] = _relative_distance({k: params[k].detach() for k in prunable}, start)
 
     return store.get_or_create(desc.kind, desc.config(), compute)
+
+
+def _relative_distance(after: dict[str, torch.Tensor], before: dict[str, torch.Tensor]) -> float:
+    """‖after − before‖ / ‖before‖ over the prunable weights (how far training moved them)."""
+    num = sum(float((after[k] - before[k]).float().pow(2).sum()) for k in before)
+    den = sum(float(before[k].float().pow(2).sum()) for k in before)
+    return (num / den) ** 0.5 if den > 0 else float("nan")
