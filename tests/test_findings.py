@@ -1,7 +1,10 @@
 """Every finding function on hand-made rows: its verdict words and its numbers, and the registry.
 
-Three seeds ``m - 0.01, m, m + 0.01`` give mean ``m`` and a 95% half-width of 2.5 points, so
-means 5 points apart separate and means 1 point apart overlap.
+The E1 ... E9 findings rest on paired contrasts over source seeds (rows with ``source_seed``
+and ``init``, 3 source seeds x 2 finetuning seeds, see ``_pair``), corrected with Holm across
+each notebook. The older interval-overlap helpers (``contrasts``, ``contrast_finding``,
+``sweep_finding``) keep their tests on ``_seeds``: three seeds ``m - 0.01, m, m + 0.01`` give
+mean ``m`` and a 95% half-width of 2.5 points.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rtstudy import experiments as X
-from rtstudy.core.stats import Estimate, mean_ci
+from rtstudy.core.stats import Estimate
 from rtstudy.results import record, row
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -94,17 +97,6 @@ def test_sweep_finding_inverted_u_only_when_interior_best_separates_from_both_en
     assert "no inverted U can be judged" in X.sweep_finding({0.0: _est(0.5, 0.1), 1.0: _est(0.6, 0.1)})
 
 
-def test_eps_sweep_finding_names_task_best_eps_and_compares_with_natural():
-    rows = []
-    for eps, vals in ((0.0, [0.50, 0.51, 0.50]), (2 / 255, [0.70, 0.71, 0.70]), (8 / 255, [0.60, 0.61, 0.60])):
-        for seed, v in enumerate(vals):
-            rows.append(row("mnist5k", "natural" if eps == 0 else "robust", eps, "omp", "unstructured",
-                            0.8, seed, "test_acc", v))
-    text = X.eps_sweep_finding(rows)
-    assert text.startswith("On mnist5k at 80% sparsity: the best ε is 2/255")
-    assert "an inverted U" in text and "ε = 2/255 beats natural (ε = 0)" in text
-
-
 def test_tally_sentence_counts_each_verdict():
     hi, lo, wide = _est(0.9, 0.01), _est(0.5, 0.01), _est(0.7, 0.3)
     cs = [X.Contrast(("a",), hi, lo), X.Contrast(("b",), hi, lo), X.Contrast(("c",), lo, hi),
@@ -132,214 +124,449 @@ def test_quickstart_finding_reports_one_seed_and_claims_nothing():
     assert finding.markdown == f"**Finding.** {finding}"
 
 
-def test_main_finding_beats_where_separate_overlap_elsewhere_and_tallies():
-    rows = (_cell(_seeds(0.85)) + _cell(_seeds(0.90), source="robust")
-            + _cell(_seeds(0.60), sparsity=0.95)
-            + _cell(_seeds(0.61), source="robust", sparsity=0.95))
+# ----------------------------------------------------------------------------- paired rows
+# Three source seeds x two finetuning seeds. The natural run of source seed ``ss``, finetuning
+# seed ``k`` scores ``base + 0.02 ss + OFF[ss][k]``; the robust run adds ``diffs[ss] + JIT[k]``,
+# so the per-source-seed mean difference is exactly ``diffs[ss]`` (JIT averages out) and the
+# contrast is scipy's one-sample t test over ``diffs``.
+OFF = {0: (-0.01, 0.01), 1: (0.0, 0.0), 2: (0.01, -0.01)}
+JIT = (-0.001, 0.001)
+SEP = [0.045, 0.05, 0.055]  # +5.0 points, p = 0.0033: survives a Holm family of up to 15
+EDGE = [0.035, 0.05, 0.065]  # +5.0 points, p = 0.029: separated alone, not in a family of 3
+NULL = [0.0, 0.01, -0.005]  # +0.2 points, p = 0.74
+NEG = [-0.045, -0.05, -0.055]
+
+
+def _runs(values: dict[int, list[float]], *, source: str = "natural", eps: float | None = None,
+          task: str = "t", scheme: str = "omp", pattern: str = "unstructured",
+          sparsity: float = 0.8, metric: str = "test_acc", init: str = "pretrained",
+          **extra) -> list[dict]:
+    """Rows of one source: ``{source seed: [value per finetuning seed]}``."""
+    eps = (0.0 if source == "natural" else 2 / 255) if eps is None else eps
+    return [row(task, source, eps, scheme, pattern, sparsity, seed, metric, v, source_seed=ss,
+                init=init, **extra)
+            for ss, vals in values.items() for seed, v in enumerate(vals)]
+
+
+def _natural(base: float, n_source: int = 3) -> dict[int, list[float]]:
+    return {ss: [base + 0.02 * ss + o for o in OFF[ss]] for ss in range(n_source)}
+
+
+def _shift(values: dict[int, list[float]], diffs: list[float]) -> dict[int, list[float]]:
+    return {ss: [v + diffs[ss] + JIT[k] for k, v in enumerate(vals)]
+            for ss, vals in values.items()}
+
+
+def _pair(diffs: list[float], *, base: float = 0.70, nat: dict | None = None,
+          rob: dict | None = None, **kw) -> list[dict]:
+    """Natural and robust rows of one configuration; robust − natural = ``diffs`` per source
+    seed. ``nat``/``rob``: extra columns of one side (e.g. ``source_label``)."""
+    n = _natural(base, len(diffs))
+    return (_runs(n, **kw, **(nat or {}))
+            + _runs(_shift(n, diffs), source="robust", **kw, **(rob or {})))
+
+
+def _controls(gain: list[float], *, task: str = "t", base: float = 0.70, **kw) -> list[dict]:
+    """Dense pretrained rows of both sources (robust − natural = NULL) and their from-scratch
+    controls, pretrained − scratch = ``gain`` per source seed (both sources)."""
+    out = []
+    n = _natural(base)
+    for source, vals in (("natural", n), ("robust", _shift(n, NULL))):
+        out += _runs(vals, source=source, task=task, sparsity=0.0, **kw)
+        out += _runs(_shift(vals, [-g for g in gain]), source=source, task=task, sparsity=0.0,
+                     init="scratch", **kw)
+    return out
+
+
+GAIN = [0.30, 0.32, 0.34]  # +32.0 points over scratch, p = 0.0013
+NO_GAIN = [0.01, -0.012, 0.005]  # +0.1 points, p = 0.9
+
+
+def _t(diffs: list[float]):
+    from scipy import stats
+
+    return stats.ttest_1samp(diffs, 0.0)
+
+
+def test_the_hand_made_rows_have_the_stated_statistics():
+    assert _t(SEP).pvalue == pytest.approx(0.0033, abs=1e-4)
+    assert _t(EDGE).pvalue == pytest.approx(0.0287, abs=1e-4)
+    assert _t(NULL).pvalue == pytest.approx(0.742, abs=1e-3)
+    cs = X.paired_contrasts(_pair(EDGE) + _pair(NULL, sparsity=0.95))
+    assert [c.key for c in cs] == [("t", 0.8), ("t", 0.95)]
+    assert [c.p for c in cs] == pytest.approx([_t(EDGE).pvalue, _t(NULL).pvalue])
+    assert cs[0].diff == pytest.approx(0.05) and cs[0].n_source == 3 and cs[0].n_finetune == (2, 2)
+
+
+# ----------------------------------------------------------------------------- rows -> contrasts
+def test_paired_contrasts_pair_by_source_seed_and_finetuning_seed():
+    rows = _pair(SEP)
+    # the pairing matters: natural rows in another order give the same contrast
+    assert X.paired_contrasts(list(reversed(rows)))[0].diff == pytest.approx(0.05)
+    # a robust run without its natural partner is dropped, not averaged in
+    extra = _runs({5: [0.99, 0.99]}, source="robust")
+    c = X.paired_contrasts(rows + extra)[0]
+    assert c.n_source == 3 and c.diff == pytest.approx(0.05)
+    # rows without source_seed / init count as source seed 0, pretrained
+    bare = [{k: v for k, v in r.items() if k not in ("source_seed", "init")} for r in rows
+            if r["source_seed"] == 0]
+    one = X.paired_contrasts(bare)[0]
+    assert one.n_source == 1 and one.level == "finetuning seeds" and one.n_finetune == (2, 2)
+    # from-scratch rows are left out unless asked for
+    scratch = _runs(_natural(0.1), init="scratch") + _runs(_natural(0.9), source="robust",
+                                                           init="scratch")
+    assert X.paired_contrasts(rows + scratch)[0].diff == pytest.approx(0.05)
+    asked = X.paired_contrasts(rows + scratch, init="scratch")[0]
+    assert asked.diff == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="add the column that tells them apart"):
+        X.paired_contrasts(rows + _pair(NULL, scheme="random"))  # two schemes, not in `by`
+    assert len(X.paired_contrasts(rows + _pair(NULL, scheme="random"),
+                                  by=("task", "scheme"))) == 2
+
+
+def test_transfer_gains_are_pretrained_minus_scratch_per_source():
+    gains = X.transfer_gains(_controls(GAIN), by=("task",))
+    assert [c.key for c in gains] == [("t", "natural"), ("t", "robust")]
+    for c in gains:
+        assert c.diff == pytest.approx(0.32) and c.p == pytest.approx(_t(GAIN).pvalue)
+
+
+def test_paired_finding_words_verdicts_from_adjusted_p_and_names_the_design():
+    cs = X.holm(X.paired_contrasts(_pair(SEP) + _pair(NEG, task="u") + _pair(NULL, task="v")))
+    text = X.paired_finding(cs, "robust", "natural", ("task", "sparsity"))
+    assert (f"On t, robust beats natural at sparsity 80% (+5.0 points, 95% CI [+3.8, +6.2], "
+            f"Holm-adjusted p = {3 * _t(SEP).pvalue:.2g}).") in text  # the smallest of 3, x3
+    assert "On u, robust trails natural at sparsity 80% (-5.0 points" in text
+    assert "On v, at sparsity 80%, no difference between robust and natural larger than 2.5 " \
+        "points (the smallest the design detects at 80% power; observed +0.2" in text
+    assert text.endswith("verdicts use p-values Holm-adjusted across the 3 contrasts of this "
+                         "notebook (α = 0.05); a tie reads \"no difference larger than X points\", "
+                         "X being the smallest true difference the design detects with 80% power "
+                         "(two-sided α = 0.05 before the correction).")
+    assert "Paired differences over 3 source seeds × 2 finetuning seeds; the CI is a t interval " \
+        "over the per-source-seed mean differences;" in text
+    assert "No configuration" in X.paired_finding([], "robust", "natural", ("task",))
+
+
+# ----------------------------------------------------------------------------- E1
+def test_main_finding_holm_separates_before_but_not_after_correction():
+    rows = _pair(SEP) + _pair(EDGE, sparsity=0.9) + _pair(NULL, sparsity=0.95)
     finding = X.main_finding(rows, R)
-    assert finding.startswith("Test accuracy, mean over 3 seeds of finetuning")
-    assert (f"On t, the robust ({R}) ticket beats the natural one at sparsity 80% "
-            "(+5.0 points)") in finding
-    assert "the intervals overlap at 95% (+1.0 points)" in finding
-    assert finding.endswith(" Overall: robust better in 1, indistinguishable in 1, worse in 0 of 2 "
-                            "(task, sparsity) cells.")
-    worse = _cell(_seeds(0.90)) + _cell(_seeds(0.85), source="robust")
-    text = X.main_finding(worse, R)
-    assert "trails the natural one at sparsity 80% (-5.0 points)" in text and "beats" not in text
+    text, design = finding.paragraphs
+    p_sep = 3 * _t(SEP).pvalue  # Holm: the smallest of 3 p-values x3, the next x2
+    assert text.startswith(f"Test accuracy. On t, the robust ({R}) ticket beats the natural one at "
+                           f"sparsity 80% (+5.0 points, 95% CI [+3.8, +6.2], Holm-adjusted "
+                           f"p = {p_sep:.2g})")
+    assert ("at sparsity 90%, the difference is not separated after the Holm correction "
+            "(observed +5.0 points, 95% CI [+1.3, +8.7], p = 0.029 before correction, "
+            "Holm-adjusted p = 0.057; the design detects 4.9 points at 80% power before "
+            "correction)") in text
+    assert ("at sparsity 95%, no difference larger than 2.5 points (the smallest the design "
+            "detects at 80% power; observed +0.2, 95% CI [-1.7, +2.1], Holm-adjusted "
+            "p = 0.74)") in text
+    assert text.endswith(" Overall (Holm-adjusted): robust better in 1, tied in 2 (no difference "
+                         "larger than 2.5 points in 1), worse in 0 of 3 (task, sparsity) cells.")
+    assert design.startswith("Paired differences over 3 source seeds × 2 finetuning seeds; the CI "
+                             "is a t interval over the per-source-seed mean differences; verdicts "
+                             "use p-values Holm-adjusted across the 3 contrasts of this notebook")
+    assert "no from-scratch control" in design
+    alone = X.main_finding(_pair(EDGE, sparsity=0.9), R)
+    assert ("beats the natural one at sparsity 90% (+5.0 points, 95% CI [+1.3, +8.7], "
+            "Holm-adjusted p = 0.029)") in alone and "across the 1 contrast of" in alone
+    worse = X.main_finding(_pair(NEG), R)
+    assert "trails the natural one at sparsity 80% (-5.0 points" in worse and "beats" not in worse
 
 
-def test_main_finding_with_a_single_seed_claims_nothing():
-    rows = _cell([0.5]) + _cell([0.9], source="robust")
+def test_main_finding_mde_is_the_power_solve_of_the_design():
+    import numpy as np
+    from statsmodels.stats.power import TTestPower
+
+    finding = X.main_finding(_pair(NULL), R)
+    d = TTestPower().solve_power(nobs=3, alpha=0.05, power=0.8, alternative="two-sided")
+    mde = 100 * d * np.std(NULL, ddof=1)
+    assert (f"On t, at sparsity 80%, no difference between the robust ({R}) ticket and the "
+            f"natural one larger than {mde:.1f} points (the smallest the design detects at 80% "
+            "power; observed +0.2, 95% CI [-1.7, +2.1], Holm-adjusted p = 0.74).") in finding
+    assert "beats" not in finding and "trails" not in finding
+
+
+def test_main_finding_with_a_single_source_seed_says_the_source_variance_is_missing():
+    rows = _pair(SEP[:1])
     finding = X.main_finding(rows, R)
-    assert "1 seeds; with a single seed there are no intervals, so nothing is claimed" in finding
-    assert "not distinguishable at any sparsity tested (+40.0 points" in finding
-    assert "better in 0, indistinguishable in 1, worse in 0 of 1" in finding
+    assert "Paired differences over 1 source seed × 2 finetuning seeds" in finding
+    assert ("with a single source seed the CI is a t interval over the finetuning seeds, so the "
+            "variance between source models is not in the interval") in finding
+    assert "per-source-seed mean differences" not in finding
+    one_run = X.main_finding(_runs({0: [0.5]}) + _runs({0: [0.9]}, source="robust"), R)
+    assert "nothing can be said (+40.0 points from a single run, no interval)" in one_run
+    assert "beats" not in one_run and "a single run gives no interval" in one_run
 
 
-def test_eps_sweep_finding_names_the_best_eps_and_compares_it_with_natural():
-    rows = (_cell(_seeds(0.5)) + _cell(_seeds(0.7), source="robust", eps=2 / 255)
-            + _cell(_seeds(0.6), source="robust", eps=8 / 255))
-    finding = X.eps_sweep_finding(rows)
-    assert finding.startswith("On t at 80% sparsity: the best ε is 2/255 (70.0% ± 2.5), interior, "
-                              "and its interval separates from both ends")
-    assert "an inverted U." in finding
-    assert finding.endswith("ε = 2/255 beats natural (ε = 0): 70.0% ± 2.5 vs 50.0% ± 2.5 "
-                            "(+20.0 points, intervals separate).")
-    natural_best = _cell(_seeds(0.8)) + _cell(_seeds(0.7), source="robust", eps=2 / 255)
-    text = X.eps_sweep_finding(natural_best)
-    assert "the best ε is 0 (80.0% ± 2.5)" in text and "no inverted U can be judged" in text
-    assert "natural (ε = 0)" not in text  # natural is the best: nothing to compare it with
+def test_main_finding_ranks_only_where_pretraining_transfers():
+    rows = (_controls(GAIN, task="t") + _pair(SEP, task="t")
+            + _controls(NO_GAIN, task="u") + _pair(SEP, task="u"))
+    finding = X.main_finding(rows, R)
+    lead, text, design = finding.paragraphs
+    assert lead.startswith("Pretraining transfers on t: dense natural +32.0 points over scratch "
+                           "(95% CI [+27.0, +37.0], Holm-adjusted p = ")
+    assert "; dense robust (ε = 2/255) +32.0 points over scratch (95% CI" in lead
+    assert ("On u pretraining gives nothing separable over training from scratch, so tickets are "
+            "not ranked there: dense natural +0.1 points over scratch (95% CI [-2.8, +3.0], "
+            "Holm-adjusted p = 1; no difference larger than 3.8 points, the smallest the design "
+            "detects at 80% power); dense robust") in lead
+    assert "On t, the robust" in text and "beats the natural one at sparsity 80% (+5.0" in text
+    assert "On u" not in text, "u's tickets would separate, but u is not ranked"
+    assert text.endswith("of 2 ranked (task, sparsity) cells; 2 cells not ranked (no separable "
+                         "transfer gain).")
+    assert "across the 8 contrasts of this notebook" in design  # 4 gains + 4 cells
+    assert "no from-scratch control" not in design
+
+
+# ----------------------------------------------------------------------------- E2
+def _sweep(diffs_by_eps: dict[float, list[float]], **kw) -> list[dict]:
+    n = _natural(0.5)
+    rows = []
+    for eps, diffs in diffs_by_eps.items():
+        rows += (_runs(n, **kw) if eps == 0 else
+                 _runs(_shift(n, diffs), source="robust", eps=eps, **kw))
+    return rows
+
+
+U = {0.0: None, 2 / 255: [0.19, 0.20, 0.22], 8 / 255: [0.09, 0.10, 0.115]}
+
+
+def test_eps_sweep_finding_claims_an_inverted_u_only_when_both_ends_separate():
+    finding = X.eps_sweep_finding(_sweep(U))
+    text = finding.paragraphs[0]
+    assert text.startswith("On t at 80% sparsity, against natural (ε = 0): ε = 2/255 beats it "
+                           "(+20.3 points, 95% CI [+16.5, +24.1], Holm-adjusted p = ")
+    assert ("An inverted U: ε = 2/255 beats both ε = 0 and the largest ε = 8/255 after "
+            "correction (over the largest ε = 8/255: +10.2 points") in text
+    assert "across the 3 contrasts" in finding  # 2/255 and 8/255 vs 0, 2/255 vs 8/255
+
+
+def test_eps_sweep_finding_suggested_and_not_shown():
+    weak = X.eps_sweep_finding(_sweep({0.0: None, 2 / 255: [0.02, 0.05, 0.08],
+                                       8 / 255: [0.0, 0.01, 0.02]}))
+    assert ("The best mean is at the interior ε = 2/255, but after correction it is not separated "
+            "from ε = 0 (+5.0 points") in weak
+    assert "or from the largest ε = 8/255 (+4.0 points" in weak
+    assert weak.paragraphs[0].endswith("an inverted U is suggested, not shown.")
+    assert "An inverted U:" not in weak
+    monotone = X.eps_sweep_finding(_sweep({0.0: None, 2 / 255: SEP, 8 / 255: [0.1, 0.11, 0.12]}))
+    assert ("The best mean is at ε = 8/255, the largest value tested, so an inverted U is not "
+            "shown.") in monotone
+    assert "ε = 2/255 beats it (+5.0 points" in monotone
+    two = X.eps_sweep_finding(_sweep({0.0: None, 2 / 255: NULL}))
+    assert "With 2 values of ε an inverted U is not shown" in two
+    assert "ε = 2/255: no difference larger than 2.5 points" in two
     assert X.eps_sweep_finding([]) == "No results."
 
 
+def test_eps_sweep_finding_is_gated_by_the_transfer_gain():
+    rows = _sweep(U, task="u") + _controls(NO_GAIN, task="u")
+    finding = X.eps_sweep_finding(rows)
+    assert "On u pretraining gives nothing separable over training from scratch" in finding
+    assert "No (task, sparsity) cell is ranked." in finding and "inverted U" not in finding
+
+
+# ----------------------------------------------------------------------------- E3, E4
 def _patterns() -> list[dict]:
     rows = []
-    for label, pattern, sparsity, nat, rob in (
-            ("unstructured 80%", "unstructured", 0.8, 0.80, 0.85), ("2:4", "nm", 0.5, 0.70, 0.71)):
+    for label, pattern, sparsity, diffs in (("unstructured 80%", "unstructured", 0.8, SEP),
+                                            ("2:4", "nm", 0.5, NULL)):
         kw = {"pattern": pattern, "sparsity": sparsity, "pattern_label": label}
-        rows += _cell(_seeds(nat), **kw) + _cell(_seeds(rob), source="robust", **kw)
+        rows += _pair(diffs, **kw)
         # random tickets: far below OMP, and robust-random far below natural-random, so that
         # pooling them into the OMP comparison would change its numbers
-        rows += _cell(_seeds(0.50), scheme="random", **kw)
-        rows += _cell(_seeds(0.20 if label == "2:4" else 0.30), source="robust", scheme="random",
-                      **kw)
+        rows += _pair([-0.2, -0.21, -0.19], base=0.40, scheme="random", **kw)
     return rows
 
 
 def test_pattern_finding_compares_omp_tickets_only_and_checks_against_random():
     finding = X.pattern_finding(_patterns(), R)
     assert (f"On t, the robust ({R}) OMP ticket beats the natural one at pattern unstructured 80% "
-            "(+5.0 points)") in finding
-    assert "the intervals overlap at 2:4 (+1.0 points)" in finding
-    assert finding.endswith(" Sanity check, OMP vs random tickets at the same per-layer sparsity: "
-                            "OMP better in 4, indistinguishable in 0, worse in 0 of 4 "
-                            "(task, source, pattern) cells.")
+            "(+5.0 points") in finding
+    assert "at pattern 2:4, no difference larger than 2.5 points" in finding
+    assert (" Sanity check, OMP vs random tickets at the same per-layer sparsity (Holm-adjusted): "
+            "OMP better in 4, tied in 0, worse in 0 of 4 (task, source, pattern) cells.") in finding
+    assert "across the 6 contrasts of this notebook" in finding  # 2 cells + 4 sanity
 
 
 def _schemes(schemes=("omp", "imp_source", "random")) -> list[dict]:
-    means = {"omp": (0.80, 0.85), "imp_source": (0.82, 0.83), "random": (0.50, 0.45)}
-    rows = []
-    for s in schemes:
-        nat, rob = means[s]
-        rows += _cell(_seeds(nat), scheme=s) + _cell(_seeds(rob), source="robust", scheme=s)
-    return rows
+    diffs = {"omp": SEP, "imp_source": NULL, "random": NEG}
+    base = {"omp": 0.80, "imp_source": 0.82, "random": 0.50}
+    return [r for s in schemes for r in _pair(diffs[s], base=base[s], scheme=s)]
 
 
 def test_scheme_finding_per_scheme_and_sanity_against_random():
     finding = X.scheme_finding(_schemes(), R)
-    assert f"the robust ({R}) ticket beats the natural one at scheme omp (+5.0 points)" in finding
-    assert "trails the natural one at scheme random (-5.0 points)" in finding
-    assert "the intervals overlap at imp_source (+1.0 points)" in finding
-    assert finding.endswith(" Sanity check, drawn (omp, imp_source) vs random tickets: better in "
-                            "4, indistinguishable in 0, worse in 0 of 4 (scheme, task, source) "
-                            "cells.")
+    assert f"the robust ({R}) ticket beats the natural one at scheme omp (+5.0 points" in finding
+    assert "trails the natural one at scheme random (-5.0 points" in finding
+    assert "at scheme imp_source, no difference larger than 2.5 points" in finding
+    assert (" Sanity check, drawn (omp, imp_source) vs random tickets (Holm-adjusted): better in "
+            "4, tied in 0, worse in 0 of 4 (scheme, task, source) cells.") in finding
     assert X.scheme_finding(_schemes(), R, ["omp", "imp_source", "random"]) == finding
     without = X.scheme_finding(_schemes(("omp", "imp_source")), R)
     assert "Sanity check" not in without and "beats the natural one at scheme omp" in without
 
 
+# ----------------------------------------------------------------------------- E5
 def test_attack_finding_one_paragraph_per_comparison():
     names = ["natural", R, "PGD-3 ℓ∞ 2/255", "FGSM-RS ℓ2 0.25"]
-    means = {"natural": 0.80, R: 0.85, "PGD-3 ℓ∞ 2/255": 0.86, "FGSM-RS ℓ2 0.25": 0.79}
-    rows = []
-    for name, m in means.items():
-        rows += _cell(_seeds(m), source="natural" if name == "natural" else "robust",
-                      source_label=name)
+    diffs = {R: SEP, "PGD-3 ℓ∞ 2/255": [0.055, 0.06, 0.065], "FGSM-RS ℓ2 0.25": NULL}
+    n = _natural(0.8)
+    rows = _runs(n, source_label="natural")
+    for name, d in diffs.items():
+        rows += _runs(_shift(n, d), source="robust", source_label=name)
     finding = X.attack_finding(rows, names)
     p = finding.paragraphs
-    assert len(p) == 5 and finding == " ".join(p)
-    assert p[0] == (f"{R} vs natural, mean over 3 seeds of finetuning (one pretrained source model "
-                    f"each), 95% CIs: {R} beats natural at task t (+5.0 points).")
-    assert p[1].endswith("PGD-3 ℓ∞ 2/255 beats natural at task t (+6.0 points).")
-    assert p[2].endswith("FGSM-RS ℓ2 0.25 and natural are not distinguishable at any task tested "
-                         "(-1.0 points, 95% CIs overlap).")
-    assert p[3].startswith(f"Attack kind: PGD-3 ℓ∞ 2/255 vs {R}, mean over 3 seeds")
-    assert p[3].endswith(f"PGD-3 ℓ∞ 2/255 and {R} are not distinguishable at any task tested "
-                         "(+1.0 points, 95% CIs overlap).")
-    assert p[4].startswith(f"Norm: FGSM-RS ℓ2 0.25 vs {R}")
-    assert p[4].endswith(f"FGSM-RS ℓ2 0.25 trails {R} at task t (-6.0 points).")
+    assert len(p) == 6 and finding == " ".join(p)
+    assert p[0].startswith(f"{R} vs natural. {R} beats natural at task t (+5.0 points, 95% CI")
+    assert p[1].startswith("PGD-3 ℓ∞ 2/255 vs natural. PGD-3 ℓ∞ 2/255 beats natural at task t "
+                           "(+6.0 points")
+    assert p[2] == ("FGSM-RS ℓ2 0.25 vs natural. At task t, no difference between FGSM-RS ℓ2 0.25 "
+                    "and natural larger than 2.5 points (the smallest the design detects at 80% "
+                    "power; observed +0.2, 95% CI [-1.7, +2.1], Holm-adjusted p = 0.74).")
+    assert p[3].startswith(f"Attack kind: PGD-3 ℓ∞ 2/255 vs {R}. ")
+    assert "no difference larger than" in p[3] or "beats" in p[3]
+    assert p[4].startswith(f"Norm: FGSM-RS ℓ2 0.25 vs {R}. FGSM-RS ℓ2 0.25 trails {R} at task t "
+                           "(-4.8 points")
+    assert p[5].startswith("Paired differences over 3 source seeds × 2 finetuning seeds")
+    assert "across the 5 contrasts" in p[5]
     assert finding.markdown == "**Finding.** " + "\n\n".join(p)
 
 
-def _fractions(gains: dict[float, float], task: str = "t") -> list[dict]:
-    rows = []
-    for f, g in gains.items():
-        rows += _cell(_seeds(0.70), task=task, fraction=f)
-        rows += _cell(_seeds(0.70 + g), task=task, source="robust", fraction=f)
-    return rows
+# ----------------------------------------------------------------------------- E6, E7
+def _fractions(diffs: dict[float, list[float]], task: str = "t") -> list[dict]:
+    return [r for f, d in diffs.items() for r in _pair(d, task=task, fraction=f)]
 
 
-def test_data_finding_says_whether_the_gain_grows_as_data_shrinks():
-    rows = _fractions({0.01: 0.08, 0.1: 0.05, 1.0: 0.02})
+def test_data_finding_tests_whether_the_difference_grows_as_data_shrink():
+    rows = _fractions({0.01: [0.075, 0.08, 0.085], 0.1: SEP, 1.0: [0.015, 0.02, 0.025]})
     finding = X.data_finding(rows, R)
-    # the level is named "fraction of T", which fmt_level does not know: printed as a number
-    assert (f"On t, the robust ({R}) ticket beats the natural one at fraction of T 0.01 "
-            "(+8.0 points) and 0.1 (+5.0 points); the intervals overlap at 1.0 (+2.0 points).") \
+    assert (f"On t, the robust ({R}) ticket beats the natural one at fraction of T 1% (+8.0 "
+            "points") in finding
+    assert ("Does the robust − natural difference grow as the data shrink (the difference with "
+            "the least data minus that with the most, paired)? On t it is larger with 1% of the "
+            "data than with 100% (+6.0 points, 95% CI [+6.0, +6.0], Holm-adjusted p < 0.001).") \
         in finding
-    assert finding.endswith(" Trend of the mean gain: on t the mean gain is larger with 1% of the "
-                            "data (+8.0 points) than with 100% (+2.0).")
-    shrink = X.data_finding(_fractions({0.01: 0.01, 1.0: 0.06}, task="u"), R, ["u"])
-    assert ("on u the mean gain is smaller with 1% of the data (+1.0 points) than with 100% "
-            "(+6.0)") in shrink
-    one = X.data_finding(_fractions({0.1: 0.05}), R)
-    assert "Trend" not in one and "beats the natural one at fraction of T 0.1 (+5.0 points)" in one
+    flat = X.data_finding(_fractions({0.01: EDGE, 1.0: SEP}, task="u"), R, ["u"])
+    assert ("On u, between 1% and 100% of the data, no difference larger than 3.3 points (the "
+            "smallest the design detects at 80% power; observed +0.0, 95% CI [-2.5, +2.5]") in flat
+    assert "growth as the data shrink is not shown" in flat
+    one = X.data_finding(_fractions({0.1: SEP}), R)
+    assert "Does the robust" not in one and "beats the natural one at fraction of T 10%" in one
 
 
-def test_regime_finding_gives_the_mean_gain_per_regime():
+def test_regime_finding_gives_the_mean_difference_per_regime():
     rows = []
-    for regime, sparsity, gain in (("finetune", 0.0, 0.01), ("finetune", 0.8, 0.01),
-                                   ("probe", 0.0, 0.05), ("probe", 0.8, 0.07)):
-        rows += _cell(_seeds(0.7), sparsity=sparsity, regime=regime)
-        rows += _cell(_seeds(0.7 + gain), source="robust", sparsity=sparsity, regime=regime)
+    for regime, sparsity, diffs in (("finetune", 0.0, NULL), ("finetune", 0.8, NULL),
+                                    ("probe", 0.0, SEP), ("probe", 0.8, [0.065, 0.07, 0.075])):
+        rows += _pair(diffs, sparsity=sparsity, regime=regime)
     finding = X.regime_finding(rows, R)
-    assert (f"On t, the robust ({R}) source beats the natural one at regime / sparsity "
-            "probe, 0% (+5.0 points) and probe, 80% (+7.0 points)") in finding
-    assert ("the intervals overlap at finetune, 0% and finetune, 80% "
-            "(+1.0 to +1.0 points)") in finding
-    assert finding.endswith(" Mean gain over tasks and sparsities: finetune +1.0 points, "
-                            "probe +6.0 points.")
-    assert "Mean gain" not in X.regime_finding(rows, R, ["finetune", "scratch"])
+    assert (f"On t, the robust ({R}) source beats the natural one at regime probe, sparsity 0% "
+            "(+5.0 points") in finding
+    assert "and regime probe, sparsity 80% (+7.0 points" in finding
+    assert "at regime finetune, sparsity 0%, no difference larger than 2.5 points" in finding
+    assert ("Mean of the ranked cells' robust − natural differences per regime (descriptive, not "
+            "a test): finetune +0.2 points, probe +6.0 points.") in finding
+    assert "Mean of the ranked" not in X.regime_finding(rows, R, ["finetune", "scratch"])
 
 
-def _contrast(gain: float) -> X.Contrast:
-    return X.Contrast(("x",), mean_ci(_seeds(0.7 + gain)), mean_ci(_seeds(0.7)))
+def test_regime_finding_gates_each_regime_by_its_own_transfer_gain():
+    rows = (_pair(SEP, regime="finetune") + _controls(GAIN, regime="finetune")
+            + _pair(SEP, regime="probe") + _controls(NO_GAIN, regime="probe"))
+    finding = X.regime_finding(rows, R)
+    assert "Pretraining transfers on t (regime finetune)" in finding
+    assert ("On t (regime probe) pretraining gives nothing separable over training from scratch"
+            in finding)
+    assert "regime finetune, sparsity 80% (+5.0 points" in finding
+    assert "regime probe, sparsity 80%" not in finding
 
 
-def test_gap_finding_correlates_the_gain_with_the_distance():
-    cs = {"near": _contrast(0.01), "mid": _contrast(0.05), "far": _contrast(0.08)}
-    dist = {"near": 0.5, "mid": 2.0, "far": 9.0}
-    finding = X.gap_finding(cs, dist)
-    assert finding.startswith("Across 3 targets the robust − natural gain has a positive rank "
-                              "correlation with the measured domain distance: "
-                              "spearman ρ = +1.00 (n = 3")
-    assert ("not significant at the 5% level, and with only 3 points this is weak evidence "
-            "either way") in finding
-    assert "Gains range from +1.0 to +8.0 points." in finding
-    per_target = finding.split("Per target: ")[1]
+# ----------------------------------------------------------------------------- E8
+def _gains(diffs: dict[str, list[float]]) -> dict[str, X.PairedContrast]:
+    """``{target: robust − natural}``, one finetuning seed per source seed."""
+    return {t: X.paired_contrast({ss: [v] for ss, v in enumerate(d)}, (t,))
+            for t, d in diffs.items()}
+
+
+def test_gap_finding_claims_no_trend_with_fewer_than_five_targets():
+    gains = _gains({"near": NULL, "mid": SEP, "far": [0.075, 0.08, 0.085],
+                    "farther": [0.095, 0.1, 0.105]})
+    dist = {"near": 0.5, "mid": 2.0, "far": 9.0, "farther": 12.0}
+    finding = X.gap_finding(gains, dist)
+    assert finding.startswith("A trend with the domain gap is not shown: spearman ρ = +1.00 "
+                              "(n = 4, p = 0.083); only 4 targets, and a trend needs at least 5.")
+    per_target = finding.split("Per target, robust − natural: ")[1]
     assert per_target.index("near (distance 0.5)") < per_target.index("mid (distance 2)") \
         < per_target.index("far (distance 9)")
-    assert ("far (distance 9): robust beats natural: 78.0% ± 2.5 vs 70.0% ± 2.5 (+8.0 points, "
-            "intervals separate)") in finding
-    assert "near (distance 0.5): robust and natural are not distinguishable" in finding
-    falling = X.gap_finding({t: _contrast(g) for t, g in (("a", 0.08), ("b", 0.05), ("c", 0.0))},
-                            {"a": 1.0, "b": 2.0, "c": 3.0})
-    assert "a negative rank correlation" in falling and "spearman ρ = -1.00" in falling
+    assert "far (distance 9): robust beats natural (+8.0 points, 95% CI" in finding
+    assert "near (distance 0.5): no difference larger than 2.5 points" in finding
+    assert "Differences range from +0.2 to +10.0 points." in finding
+    two = X.gap_finding({t: gains[t] for t in ("near", "mid")}, dist)
+    assert two.startswith("A trend with the domain gap is not shown: only 2 ranked targets")
+    assert "spearman" not in two
 
 
-def test_gap_finding_with_fewer_than_three_targets_estimates_no_correlation():
-    finding = X.gap_finding({"a": _contrast(0.05), "b": _contrast(0.0)}, {"a": 1.0, "b": 0.0})
-    assert finding.startswith("Only 2 targets: no correlation can be estimated. "
-                              "Per target: b (distance 0)")
-    assert "spearman" not in finding
+def test_gap_finding_claims_a_trend_with_five_targets_and_a_significant_test():
+    diffs = {f"t{i}": [0.01 * i + 0.001 * j for j in (-1, 0, 1)] for i in range(1, 6)}
+    dist = {f"t{i}": float(i) for i in range(1, 6)}
+    finding = X.gap_finding(_gains(diffs), dist)
+    assert finding.startswith("The robust − natural difference grows with the measured domain "
+                              "distance across 5 targets: spearman ρ = +1.00 (n = 5, p = 0.017)")
+    falling = X.gap_finding(_gains(diffs), {t: -d for t, d in dist.items()})
+    assert "difference shrinks with the measured domain distance" in falling
+    noisy = X.gap_finding(_gains(diffs), {"t1": 1.0, "t2": 5.0, "t3": 2.0, "t4": 4.0, "t5": 3.0})
+    assert noisy.startswith("A trend with the domain gap is not shown: spearman ρ = ")
+    assert "the Spearman test is not significant at the 5% level" in noisy
 
 
-def _double_win(clean: dict[str, float], robust: dict[str, float]) -> list[dict]:
+def test_gap_finding_leaves_targets_without_a_transfer_gain_out_of_the_trend():
+    diffs = {f"t{i}": [0.01 * i + 0.001 * j for j in (-1, 0, 1)] for i in range(1, 6)}
+    dist = {f"t{i}": float(i) for i in range(1, 6)}
+    transfer = [X.paired_contrast({i: [g] for i, g in enumerate(GAIN if t != "t5" else NO_GAIN)},
+                                  (t, "natural")) for t in diffs]
+    finding = X.gap_finding(_gains(diffs), dist, transfer)
+    assert finding.paragraphs[0].startswith("Pretraining transfers on t1: natural +32.0 points "
+                                            "over scratch (95% CI [+27.0, +37.0]")
+    assert ("On t5 pretraining gives nothing separable over training from scratch, so tickets are "
+            "not ranked there: natural +0.1 points over scratch") in finding
+    assert "only 4 targets, and a trend needs at least 5" in finding
+    assert "t5 (distance" not in finding
+    assert "across the 10 contrasts" in finding
+
+
+# ----------------------------------------------------------------------------- E9
+def _double_win(clean: dict[str, list[float]], robust: dict[str, list[float]]) -> list[dict]:
     rows = []
-    for metric, gains in (("test_acc", clean), ("robust_acc", robust)):
-        for transfer, g in gains.items():
-            rows += _cell(_seeds(0.5), metric=metric, transfer=transfer)
-            rows += _cell(_seeds(0.5 + g), source="robust", metric=metric, transfer=transfer)
+    for metric, diffs in (("test_acc", clean), ("robust_acc", robust)):
+        for transfer, d in diffs.items():
+            rows += _pair(d, base=0.5, metric=metric, transfer=transfer)
     return rows
 
 
-def test_double_win_finding_needs_both_metrics_to_separate():
-    rows = _double_win({"natural finetuning": 0.05, "adversarial finetuning": 0.06},
-                       {"natural finetuning": 0.01, "adversarial finetuning": 0.10})
+def test_double_win_finding_needs_both_metrics_to_separate_after_correction():
+    rows = _double_win({"natural finetuning": SEP, "adversarial finetuning": [0.055, 0.06, 0.065]},
+                       {"natural finetuning": NULL, "adversarial finetuning": [0.095, 0.1, 0.105]})
     finding = X.double_win_finding(rows, R, 2 / 255)
-    clean, rob, wins = finding.paragraphs
+    clean, rob, wins, design = finding.paragraphs
     assert finding == f"Robust source {R}. " + " ".join(finding.paragraphs)
-    assert clean.startswith("Clean accuracy, mean over 3 seeds")
-    assert ("the robust ticket beats the natural one at finetuning adversarial finetuning "
-            "(+6.0 points) and natural finetuning (+5.0 points)") in clean
-    assert rob.startswith("Robust accuracy at 2/255, mean over 3 seeds")
-    assert "beats the natural one at finetuning adversarial finetuning (+10.0 points)" in rob
-    assert "the intervals overlap at natural finetuning (+1.0 points)" in rob
-    assert wins == ("Double wins (robust ticket better on both, intervals separate): "
+    assert clean.startswith("Clean accuracy. On t, the robust ticket beats the natural one at "
+                            "finetuning adversarial finetuning (+6.0 points")
+    assert "and finetuning natural finetuning (+5.0 points" in clean
+    assert rob.startswith("Robust accuracy at 2/255. On t, the robust ticket beats the natural "
+                          "one at finetuning adversarial finetuning (+10.0 points")
+    assert "at finetuning natural finetuning, no difference larger than 2.5 points" in rob
+    assert wins == ("Double wins (robust ticket better on both, Holm-adjusted): "
                     "t with adversarial finetuning.")
+    assert "across the 4 contrasts" in design
     assert "Robust source" not in finding.markdown
-    rows = _double_win({"natural finetuning": 0.05}, {"natural finetuning": -0.05})
+    rows = _double_win({"natural finetuning": SEP}, {"natural finetuning": NEG})
     none = X.double_win_finding(rows, R, 2 / 255)
-    assert none.endswith("intervals separate): none.") and "trails the natural one" in none
+    assert none.paragraphs[2].endswith("Holm-adjusted): none.")
+    assert "trails the natural one" in none
 
 
 # ----------------------------------------------------------------------------- registry

@@ -2,14 +2,18 @@
 
 - ``grid``: source / ticket / transfer specs and :func:`run_grid`, which runs their product;
 - ``rows``: the row query language (:func:`select`, :func:`estimates`, ...) and formatting;
-- ``findings``: contrasts and each experiment's finding sentence (E0 ... E9);
+- ``findings``: paired contrasts over source seeds (:func:`paired_contrasts`,
+  :func:`transfer_gains`, Holm via :func:`holm`) and each experiment's finding (E0 ... E9);
 - ``registry``: every experiment's id, title, notebook and finding (:data:`EXPERIMENTS`);
 - figures of rows live in ``rtstudy.plots`` and are re-exported here.
 
 Notebooks import ``from rtstudy import experiments as X``.
 """
 
+from rtstudy.core.stats import PairedContrast, holm, paired_contrast
 from rtstudy.experiments.findings import (
+    PRETRAINED,
+    SCRATCH,
     Contrast,
     Finding,
     attack_finding,
@@ -17,10 +21,13 @@ from rtstudy.experiments.findings import (
     contrast_finding,
     contrasts,
     data_finding,
+    design_sentence,
     double_win_finding,
     eps_sweep_finding,
     gap_finding,
     main_finding,
+    paired_contrasts,
+    paired_finding,
     pattern_finding,
     quickstart_finding,
     regime_finding,
@@ -28,6 +35,7 @@ from rtstudy.experiments.findings import (
     sweep_finding,
     tally,
     tally_sentence,
+    transfer_gains,
 )
 from rtstudy.experiments.grid import (
     NATURAL,
@@ -68,5 +76,6 @@ __all__ = [
     "pattern_finding", "pct", "pretrain_sources", "quickstart_finding", "regime_finding",
     "robust", "run", "run_grid", "scheme_finding", "seed_groups", "select", "source_figure",
     "source_table", "standard_sources", "sweep_finding", "tally", "tally_sentence",
-    "Cell",
+    "Cell", "PRETRAINED", "PairedContrast", "SCRATCH", "design_sentence", "holm", "paired_contrast",
+    "paired_contrasts", "paired_finding", "transfer_gains",
 ]
