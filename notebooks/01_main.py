@@ -33,11 +33,12 @@ results_dir = None  # set by the report runner
 targets = None  # downstream tasks (None: profile.targets)
 sparsities = None  # sparsity axis (None: profile.sparsities)
 seeds = None  # finetuning seeds (None: profile.seeds)
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 eps = None  # the robust source's eps (None: profile.eps_star)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E1").grids(P, targets=targets, sparsities=sparsities, seeds=seeds, eps=eps)
+[grid] = X.EXPERIMENTS.get("E1").grids(P, source_seeds=source_seeds, targets=targets, sparsities=sparsities, seeds=seeds, eps=eps)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsities = [t.sparsity for t in grid.tickets]
 robust_name = sources[1].label
@@ -55,11 +56,12 @@ display(Markdown(table))
 
 # %%
 rows = X.run(P, grid)
-fig = X.curve_figure(rows, x="sparsity", series="source", title=f"OMP tickets from {P.source}: "
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
+fig = X.curve_figure(pre, x="sparsity", series="source", title=f"OMP tickets from {P.source}: "
                      f"natural vs robust ({robust_name}), mean ± 95% CI over {len(seeds)} seeds",
                      x_title="sparsity of the ticket", y_title="test accuracy on T")
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "sparsity"], "source")))
+display(Markdown(X.markdown_table(pre, ["task", "sparsity"], "source")))
 
 # %% [markdown]
 # ## Finding
@@ -69,5 +71,6 @@ finding = X.main_finding(rows, robust_name)
 display(Markdown(finding.markdown))
 recorded = record("E1", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "sparsities": sparsities, "seeds": seeds,
-                   "robust_source": robust_name, "scheme": "omp", "pattern": "unstructured"}, results_dir)
+                   "robust_source": robust_name, "scheme": "omp", "pattern": "unstructured"}, results_dir,
+                  contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -33,10 +33,11 @@ targets = None  # None: profile.targets
 eps_sweep = None  # source budgets incl. 0 (None: profile.eps_sweep)
 sparsities = None  # None: profile.fixed_sparsities
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E2").grids(P, targets=targets, eps_sweep=eps_sweep,
+[grid] = X.EXPERIMENTS.get("E2").grids(P, source_seeds=source_seeds, targets=targets, eps_sweep=eps_sweep,
                                         sparsities=sparsities, seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds  # eps 0 -> the natural source
 eps_sweep = [s.eps for s in sources]
@@ -59,12 +60,13 @@ plots.show(fig)
 
 # %%
 rows = X.run(P, grid)
-fig = X.curve_figure(rows, x="eps", series="sparsity", title="Transfer accuracy vs the source's ε "
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
+fig = X.curve_figure(pre, x="eps", series="sparsity", title="Transfer accuracy vs the source's ε "
                      "(OMP tickets)", x_title="pretraining ε (0 = natural)",
                      y_title="test accuracy on T")
 fig.update_xaxes(tickvals=eps_sweep, ticktext=[eps_label(e) if e else "0" for e in eps_sweep])
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "sparsity"], "eps")))
+display(Markdown(X.markdown_table(pre, ["task", "sparsity"], "eps")))
 
 # %% [markdown]
 # ## Finding
@@ -74,5 +76,6 @@ finding = X.eps_sweep_finding(rows)
 display(Markdown(finding.markdown))
 recorded = record("E2", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "eps_sweep": eps_sweep, "sparsities": sparsities,
-                   "seeds": seeds, "robust_kind": P.robust_kind, "norm": P.norm}, results_dir)
+                   "seeds": seeds, "robust_kind": P.robust_kind, "norm": P.norm}, results_dir,
+                  contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -32,10 +32,11 @@ sparsity = None  # unstructured / channel sparsity (None: profile.fixed_sparsiti
 patterns = None  # None: ["unstructured", "channel", "nm"]
 nm = (2, 4)  # N:M pattern: keep n of every m
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E3").grids(P, targets=targets, sparsity=sparsity, patterns=patterns,
+[grid] = X.EXPERIMENTS.get("E3").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, patterns=patterns,
                                         nm=nm, seeds=seeds)
 sources, tickets, targets, seeds = grid.sources, grid.tickets, grid.targets, grid.seeds
 sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
@@ -45,15 +46,16 @@ print([t.label for t in tickets], targets, seeds)
 # %%
 SCHEME_NAMES = {"omp": "OMP"}
 rows = X.run(P, grid)
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 short = {t.label: t.short_label for t in tickets}
 for r in rows:  # a readable pattern column for figures and tables
     r["pattern_label"] = short[r["ticket"]]
     r["ticket_source"] = f"{r['source']} {SCHEME_NAMES.get(r['scheme'], r['scheme'])}"
-fig = X.bar_figure(rows, x="pattern_label", series="ticket_source",
+fig = X.bar_figure(pre, x="pattern_label", series="ticket_source",
                    title="Sparsity patterns: OMP and random tickets from natural and robust sources",
                    x_title="pattern", y_title="test accuracy on T")
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "pattern_label"], "ticket_source")))
+display(Markdown(X.markdown_table(pre, ["task", "pattern_label"], "ticket_source")))
 
 # %% [markdown]
 # ## Finding
@@ -61,8 +63,11 @@ display(Markdown(X.markdown_table(rows, ["task", "pattern_label"], "ticket_sourc
 # %%
 robust_name = sources[1].label
 finding = X.pattern_finding(rows, robust_name)
+# why OMP and random tickets end up where they do: what each keeps before finetuning, what moves
+finding = finding.with_paragraph(X.omp_random_explanation(rows, X.ticket_diagnostics(P, grid)))
 display(Markdown(finding.markdown))
 recorded = record("E3", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "patterns": patterns, "nm": list(nm), "seeds": seeds,
-                                        "robust_source": robust_name}, results_dir)
+                                        "robust_source": robust_name}, results_dir,
+                  contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -33,10 +33,11 @@ targets = None  # None: profile.targets
 sparsity = None  # None: profile.fixed_sparsities[0]
 schemes = None  # None: ["omp", "imp_source", "imp_target", "random"]
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E4").grids(P, targets=targets, sparsity=sparsity, schemes=schemes,
+[grid] = X.EXPERIMENTS.get("E4").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, schemes=schemes,
                                         seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsity = grid.tickets[0].sparsity
@@ -46,11 +47,12 @@ print(f"schemes {schemes} at {sparsity:.0%}; IMP prunes {P.imp_rate:.0%} of the 
 
 # %%
 rows = X.run(P, grid)
-fig = X.bar_figure(rows, x="scheme", series="source",
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
+fig = X.bar_figure(pre, x="scheme", series="source",
                    title=f"Pruning schemes at {sparsity:.0%} sparsity: natural vs robust source",
                    x_title="how the ticket was drawn", y_title="test accuracy on T")
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "scheme"], "source")))
+display(Markdown(X.markdown_table(pre, ["task", "scheme"], "source")))
 
 # %% [markdown]
 # ## Finding
@@ -58,8 +60,11 @@ display(Markdown(X.markdown_table(rows, ["task", "scheme"], "source")))
 # %%
 robust_name = sources[1].label
 finding = X.scheme_finding(rows, robust_name, schemes)
+# why OMP and random tickets end up where they do: what each keeps before finetuning, what moves
+finding = finding.with_paragraph(X.omp_random_explanation(rows, X.ticket_diagnostics(P, grid)))
 display(Markdown(finding.markdown))
 recorded = record("E4", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "schemes": schemes, "seeds": seeds, "imp_rate": P.imp_rate,
-                                        "imp_epochs": P.imp_epochs, "robust_source": robust_name}, results_dir)
+                                        "imp_epochs": P.imp_epochs, "robust_source": robust_name}, results_dir,
+                  contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

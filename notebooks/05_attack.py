@@ -30,13 +30,14 @@ results_dir = None
 targets = None  # None: profile.targets
 sparsity = None  # None: profile.fixed_sparsities[0]
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 eps_linf = None  # ℓ∞ budget (None: profile.eps_star)
 eps_l2 = None  # ℓ2 budget (None: profile.eps_l2)
 
 # %%
 P = get_profile(profile)
 # natural; E1's robust source (shared); the other attack kind; the other norm
-[grid] = X.EXPERIMENTS.get("E5").grids(P, targets=targets, sparsity=sparsity, seeds=seeds,
+[grid] = X.EXPERIMENTS.get("E5").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, seeds=seeds,
                                         eps_linf=eps_linf, eps_l2=eps_l2)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsity = grid.tickets[0].sparsity
@@ -54,11 +55,12 @@ display(Markdown(table))
 
 # %%
 rows = X.run(P, grid)
-fig = X.bar_figure(rows, x="task", series="source_label", facet="sparsity",
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
+fig = X.bar_figure(pre, x="task", series="source_label", facet="sparsity",
                    title=f"OMP tickets at {sparsity:.0%} from differently robustified sources",
                    x_title="target task", y_title="test accuracy on T")
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task"], "source_label")))
+display(Markdown(X.markdown_table(pre, ["task"], "source_label")))
 
 # %% [markdown]
 # ## Finding
@@ -69,5 +71,6 @@ display(Markdown(finding.markdown))
 recorded = record("E5", rows + source_rows, finding,
                   {"profile": profile, "targets": targets, "sparsity": sparsity, "seeds": seeds,
                    "sources": names, "eps_linf": eps_linf, "eps_l2": eps_l2,
-                   "pgd_steps": P.robust_steps}, results_dir)
+                   "pgd_steps": P.robust_steps}, results_dir,
+                  contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -31,10 +31,11 @@ targets = None  # None: profile.targets
 fractions = None  # fractions of T's training set (None: profile.data_fractions)
 sparsity = None  # None: profile.fixed_sparsities[0]
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E6").grids(P, targets=targets, fractions=fractions, sparsity=sparsity,
+[grid] = X.EXPERIMENTS.get("E6").grids(P, source_seeds=source_seeds, targets=targets, fractions=fractions, sparsity=sparsity,
                                         seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 fractions = [t.fraction for t in grid.transfers]
@@ -43,12 +44,13 @@ print(f"fractions {fractions}; OMP {sparsity:.0%}; targets {targets}; seeds {see
 
 # %%
 rows = X.run(P, grid)
-fig = X.curve_figure(rows, x="fraction", series="source", log_x=True,
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
+fig = X.curve_figure(pre, x="fraction", series="source", log_x=True,
                      title=f"Data-limited transfer: OMP {sparsity:.0%} tickets, natural vs robust",
                      x_title="fraction of T's training set (log)", y_title="test accuracy on T")
 fig.update_xaxes(tickvals=fractions, ticktext=[X.pct(f) for f in fractions])
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "fraction"], "source")))
+display(Markdown(X.markdown_table(pre, ["task", "fraction"], "source")))
 n_train = {(r["task"], r["fraction"]): r["n_train"] for r in rows}
 print("training images per (task, fraction):", {f"{t} {X.pct(f)}": n for (t, f), n in n_train.items()})
 
@@ -61,5 +63,5 @@ finding = X.data_finding(rows, robust_name, targets)
 display(Markdown(finding.markdown))
 recorded = record("E6", rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,
                                         "sparsity": sparsity, "seeds": seeds, "robust_source": robust_name},
-                  results_dir)
+                  results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -31,10 +31,11 @@ targets = None  # None: profile.targets
 sparsities = None  # None: [0 (dense), profile.fixed_sparsities[0]]
 regimes = ("finetune", "probe")
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E7").grids(P, targets=targets, sparsities=sparsities, regimes=regimes,
+[grid] = X.EXPERIMENTS.get("E7").grids(P, source_seeds=source_seeds, targets=targets, sparsities=sparsities, regimes=regimes,
                                         seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsities = [t.sparsity for t in grid.tickets]
@@ -43,13 +44,14 @@ print(f"regimes {regimes}; sparsities {sparsities}; targets {targets}; seeds {se
 
 # %%
 rows = X.run(P, grid)
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 for r in rows:
     r["setting"] = f"{r['regime']} · {'dense' if r['sparsity'] == 0 else X.pct(r['sparsity'])}"
-fig = X.bar_figure(rows, x="setting", series="source",
+fig = X.bar_figure(pre, x="setting", series="source",
                    title="Finetuning vs linear probe, dense and sparse: natural vs robust",
                    x_title="regime · sparsity", y_title="test accuracy on T")
 plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "regime", "sparsity"], "source")))
+display(Markdown(X.markdown_table(pre, ["task", "regime", "sparsity"], "source")))
 
 # %% [markdown]
 # ## Finding
@@ -60,5 +62,5 @@ finding = X.regime_finding(rows, robust_name, regimes)
 display(Markdown(finding.markdown))
 recorded = record("E7", rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,
                                         "regimes": regimes, "seeds": seeds, "robust_source": robust_name},
-                  results_dir)
+                  results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

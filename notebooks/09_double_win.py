@@ -33,10 +33,11 @@ targets = None  # None: profile.targets
 sparsity = None  # None: profile.fixed_sparsities[0]
 eps = None  # finetuning and evaluation budget (None: profile.eps_star)
 seeds = None  # None: profile.seeds
+source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E9").grids(P, targets=targets, sparsity=sparsity, eps=eps, seeds=seeds)
+[grid] = X.EXPERIMENTS.get("E9").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, eps=eps, seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsity = grid.tickets[0].sparsity
 eps = grid.transfers[0].eval_eps
@@ -45,16 +46,17 @@ print(f"OMP {sparsity:.0%}; eps {eps_label(eps)} ({P.norm}), PGD-{P.eval_attack_
 
 # %%
 rows = X.run(P, grid)
+pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 for r in rows:
     r["what"] = f"{r['transfer']} · {'clean' if r['metric'] == 'test_acc' else 'robust'}"
 for metric, word in (("test_acc", "clean"), ("robust_acc", f"robust (PGD {eps_label(eps)})")):
-    fig = X.bar_figure(rows, x="transfer", series="source", metric=metric,
+    fig = X.bar_figure(pre, x="transfer", series="source", metric=metric,
                        title=f"{word} accuracy on T of {sparsity:.0%} OMP tickets",
                        x_title="finetuning", y_title=f"{word} accuracy on T")
     fig.update_yaxes(range=[0, 1])
     plots.show(fig)
-display(Markdown(X.markdown_table(rows, ["task", "transfer"], "source", metric="test_acc")))
-display(Markdown(X.markdown_table(rows, ["task", "transfer"], "source", metric="robust_acc")))
+display(Markdown(X.markdown_table(pre, ["task", "transfer"], "source", metric="test_acc")))
+display(Markdown(X.markdown_table(pre, ["task", "transfer"], "source", metric="robust_acc")))
 
 # %% [markdown]
 # ## Finding
@@ -64,5 +66,6 @@ robust_name = sources[1].label
 finding = X.double_win_finding(rows, robust_name, eps)
 display(Markdown(finding.markdown))
 recorded = record("E9", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
-                                        "eps": eps, "seeds": seeds, "robust_source": robust_name}, results_dir)
+                                        "eps": eps, "seeds": seeds, "robust_source": robust_name}, results_dir,
+                  contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -7,7 +7,6 @@ groups them); ``show``, ``curve`` and ``bars`` are the building blocks.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +18,6 @@ from rtstudy.core.stats import mean_ci
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from rtstudy.experiments.findings import Contrast
 
 COLORS = {"natural": "#1f77b4", "robust": "#d62728", "random": "#7f7f7f"}
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -180,16 +178,18 @@ def source_figure(source_rows: Sequence[dict], *, x: str = "eps", title: str = "
     return fig
 
 
-def gain_distance_figure(cs: dict[str, Contrast], dist: dict[str, float], *, title: str = "",
+def gain_distance_figure(cs: dict, dist: dict[str, float], *, title: str = "",
                          x_title: str = "S→T distance"):
-    """Robust − natural gain (points; error bars: the two 95% half-widths combined in
-    quadrature) vs a per-target distance, with a least-squares trend line."""
-    order = sorted(cs, key=lambda t: dist[t])
+    """The paired robust − natural difference per target (points, 95% CI) vs a per-target
+    distance, with a least-squares trend line (``cs``: ``{target: PairedContrast}``)."""
+    order = sorted((t for t in cs if cs[t].has_interval), key=lambda t: dist[t])
     x = [dist[t] for t in order]
-    y = [cs[t].diff for t in order]
-    err = [100 * math.hypot(cs[t].a.half_width, cs[t].b.half_width) for t in order]
+    y = [cs[t].points for t in order]
+    hi = [cs[t].ci_points[1] - cs[t].points for t in order]
+    lo = [cs[t].points - cs[t].ci_points[0] for t in order]
     fig = go.Figure(go.Scatter(x=x, y=y, mode="markers+text", text=order, textposition="top center",
-                               error_y={"type": "data", "array": err, "visible": True},
+                               error_y={"type": "data", "array": hi, "arrayminus": lo,
+                                        "visible": True},
                                marker={"size": 10, "color": COLORS["robust"]}, name="targets"))
     if len(set(x)) >= 2:
         slope, icpt = np.polyfit(x, y, 1)
@@ -198,5 +198,5 @@ def gain_distance_figure(cs: dict[str, Contrast], dist: dict[str, float], *, tit
                                  line={"dash": "dash", "color": "#555"}))
     fig.add_hline(y=0, line_width=1, line_color="#999")
     fig.update_layout(title=title, xaxis_title=x_title, template="plotly_white", height=450,
-                      yaxis_title="robust − natural (points, ± combined 95% half-widths)")
+                      yaxis_title="robust − natural (points, paired, 95% CI)")
     return fig

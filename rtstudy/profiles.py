@@ -178,7 +178,7 @@ _DEFAULT = Profile(
     width=1.0,
     image_size=20,
     channels=1,
-    source_fraction=1.0,
+    source_fraction=0.5,
     pretrain=TrainConfig(epochs=2, batch_size=128, lr=0.2),
     norm="linf",
     robust_kind="fgsm_rs",
@@ -186,19 +186,40 @@ _DEFAULT = Profile(
     eps_star=2 / 255,
     eps_sweep=(0.0, 2 / 255, 8 / 255, 32 / 255),
     eps_l2=0.25,
-    sparsities=(0.0, 0.5, 0.8, 0.9, 0.95),
+    sparsities=(0.0, 0.5, 0.8, 0.95),
     fixed_sparsities=(0.8,),
-    seeds=(0, 1, 2),
-    finetune=TrainConfig(epochs=5, batch_size=32, lr=0.05, schedule="cosine", min_steps=100),
+    seeds=(0, 1),
+    source_seeds=(0, 1, 2),
+    finetune=TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule="cosine", min_steps=40),
     probe=TrainConfig(epochs=20, batch_size=32, lr=0.05, schedule="cosine", weight_decay=0.0),
-    target_fraction=0.25,
-    data_fractions=(0.01, 0.1, 1.0),
+    target_fraction=0.05,
+    data_fractions=(0.02, 0.05, 0.25),
     imp_rate=0.5,
     imp_epochs=0.25,
     eval_attack_steps=10,
     robust_n=500,
     test_n=0,
 )
+"""The offline study on a 2-core CPU, chosen by a measured pilot (``tools/pilot_transfer.py``).
+
+Why this transfer recipe. The earlier recipe (25% of T, i.e. 1,000 MNIST-5k images, 5
+epochs at lr 0.05 with at least 100 steps) left pretraining nothing to carry: the dense
+pretrained model beat the same network trained from scratch by +1.5 points [-0.9, +3.9]
+on MNIST-5k and +1.7 [-1.5, +4.8] on Digits (3 seeds), so ticket comparisons measured
+trainability, not transfer. With 5% of T (200 MNIST-5k images, 72 Digits images) and a
+short finetuning (2 epochs, at least 40 steps) the pilot measured gains of +16.8
+[+13.0, +20.6] on MNIST-5k and +6.4 [+3.6, +9.2] on Digits (full Fashion-MNIST source;
+a source trained on a third of it gave +13.3 and +1.9 [-6.5, +10.2]: the source's size
+matters for Digits). Each such transfer costs about 0.7 s here.
+
+Why these sizes. Findings rest on replicated source models: every source (natural, each
+ε, each attack and norm) is pretrained under 3 source seeds (natural and robust of one
+seed share their initialisation and batch order, so the pairing is tight), with 2
+finetuning seeds within each; intervals are t intervals over the 3 per-source-seed means.
+Eighteen source models at half of Fashion-MNIST for 2 epochs cost about as much as the six
+full-data models did before; the sparsity axis of E1 drops 90% (95% keeps the high end)
+so that every transfer can carry its from-scratch control.
+"""
 
 _PAPER = Profile(
     name="paper",
@@ -218,7 +239,8 @@ _PAPER = Profile(
     eps_l2=0.25,
     sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
     fixed_sparsities=(0.8, 0.95),
-    seeds=(0, 1, 2),
+    seeds=(0, 1),
+    source_seeds=(0, 1, 2),
     finetune=TrainConfig(epochs=10, batch_size=128, lr=0.02, schedule="cosine", min_steps=300),
     probe=TrainConfig(epochs=20, batch_size=256, lr=0.05, schedule="cosine", weight_decay=0.0),
     target_fraction=1.0,

@@ -26,6 +26,7 @@ from rtstudy.experiments.findings import (
     eps_sweep_finding,
     gap_finding,
     main_finding,
+    omp_random_explanation,
     paired_contrasts,
     paired_finding,
     pattern_finding,
@@ -54,6 +55,7 @@ from rtstudy.experiments.grid import (
     run_grid,
     source_table,
     standard_sources,
+    ticket_diagnostics,
 )
 from rtstudy.experiments.registry import EXPERIMENTS, Experiment
 from rtstudy.experiments.rows import (
@@ -74,7 +76,7 @@ __all__ = [
     "eps_sweep_finding", "estimates", "fmt_key", "fmt_level", "gain_distance_figure",
     "gap_finding", "levels", "main_finding", "markdown_table", "natural", "nm_ticket", "param",
     "pattern_finding", "pct", "pretrain_sources", "quickstart_finding", "regime_finding",
-    "robust", "run", "run_grid", "scheme_finding", "seed_groups", "select", "source_figure",
+    "robust", "run", "run_grid", "ticket_diagnostics", "omp_random_explanation", "scheme_finding", "seed_groups", "select", "source_figure",
     "source_table", "standard_sources", "sweep_finding", "tally", "tally_sentence",
     "Cell", "PRETRAINED", "PairedContrast", "SCRATCH", "design_sentence", "holm", "paired_contrast",
     "paired_contrasts", "paired_finding", "transfer_gains",

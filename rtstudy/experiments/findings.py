@@ -41,14 +41,24 @@ from rtstudy.vision.track import eps_label
 
 
 class Finding(str):
-    """A finding's text (what ``record`` stores), remembering its paragraphs for display."""
+    """A finding's text (what ``record`` stores), remembering its paragraphs for display and
+    its contrasts (``contrasts``: dicts for ``record(..., contrasts=...)``, the report's answer)."""
 
     paragraphs: tuple[str, ...]
+    contrasts: tuple[dict, ...]
 
-    def __new__(cls, text: str, paragraphs: Sequence[str] | None = None) -> Finding:
+    def __new__(cls, text: str, paragraphs: Sequence[str] | None = None,
+                contrasts: Sequence[dict] = ()) -> Finding:
         self = super().__new__(cls, text)
         self.paragraphs = tuple(paragraphs) if paragraphs else (str(text),)
+        self.contrasts = tuple(contrasts)
         return self
+
+    def with_paragraph(self, text: str) -> Finding:
+        """This finding with one more paragraph (nothing added for an empty ``text``)."""
+        if not text.strip():
+            return self
+        return Finding(f"{self} {text.strip()}", [*self.paragraphs, text.strip()], self.contrasts)
 
     @property
     def markdown(self) -> str:
@@ -484,10 +494,17 @@ def _dense_gate(rows: list[dict], cell_by: Sequence[str], metric: str = "test_ac
     (configuration, source, init, source seed, seed) is used: a grid may hold the dense model
     under several ticket labels."""
     by = tuple(c for c in cell_by if c not in TICKET_COLUMNS)
-    where = {k: v for k, v in (where or {}).items() if k not in TICKET_COLUMNS and k != "init"}
+    cell_where = {k: v for k, v in (where or {}).items() if k != "init"}
+    where = {k: v for k, v in cell_where.items() if k not in TICKET_COLUMNS}
     sub = select(rows, metric=metric, **where)
     controls = any(_get(r, "init") == SCRATCH for r in sub)
     dense = select(sub, sparsity=0.0) if controls else []
+    if controls and not any(_get(r, "init") == SCRATCH for r in dense):
+        # per-ticket controls only: each cell's own ticket gain (its mask on random weights) gates it
+        cells = select(rows, metric=metric, **cell_where)
+        ident = ("eps",) + (("source_label",) if all("source_label" in r for r in cells) else ())
+        gains = transfer_gains(cells, by=(*cell_by, *ident), metric=metric)
+        return _Gate(tuple(cell_by), ident, tuple(gains), controls, dense=False)
     ident = ("eps",) + (("source_label",) if dense and all("source_label" in r for r in dense)
                         else ())
     seen, keep = set(), []
@@ -568,9 +585,30 @@ def _ranked(cs: Sequence[PairedContrast], by: Sequence[str], gate: _Gate,
     return ok, not_ok
 
 
-def _finding(paragraphs: Sequence[str]) -> Finding:
+def _finding(paragraphs: Sequence[str], contrasts: Sequence[dict] = ()) -> Finding:
     ps = [p for p in paragraphs if p]
-    return Finding(" ".join(ps), ps)
+    return Finding(" ".join(ps), ps, contrasts)
+
+
+ROBUST_VS_NATURAL, TRANSFER_GAIN = "robust − natural", "transfer gain"
+
+
+def contrast_records(cs: Sequence[PairedContrast], columns: Sequence[str], kind: str) -> list[dict]:
+    """Contrasts with an interval as the dicts a notebook records (points; ``cell`` names the
+    values of ``columns``, the contrast's key)."""
+    out = []
+    for c in cs:
+        if not c.has_interval:
+            continue
+        low, high = c.ci_points
+        cell = ", ".join(fmt_level(col, v) for col, v in zip(columns, c.key, strict=False))
+        out.append({"cell": cell, "kind": kind, "diff": c.points, "low": low, "high": high,
+                    "verdict": c.verdict, "mde": c.mde_points, "p_adjusted": c.p_adjusted})
+    return out
+
+
+def _gate_records(gate: _Gate) -> list[dict]:
+    return contrast_records(gate.gains, (*gate.by, *gate.ident, "source"), TRANSFER_GAIN)
 
 
 def _standard(rows: list[dict], a_name: str, b_name: str, by: Sequence[str], *,
@@ -595,7 +633,8 @@ def _standard(rows: list[dict], a_name: str, b_name: str, by: Sequence[str], *,
     for (_, words), adjusted in zip(addons, extra, strict=True):
         text += words(adjusted, gate, ok)
     design = design_sentence([*gains, *cs, *(c for e in extra for c in e)]) + _no_controls(gate)
-    return _finding([_gate_lead(gate, labels), text, design])
+    records = _gate_records(gate) + contrast_records(cs, by, ROBUST_VS_NATURAL)
+    return _finding([_gate_lead(gate, labels), text, design], records)
 
 
 # ----------------------------------------------------------------------------- per experiment
@@ -707,17 +746,21 @@ def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where
     gains, flat = _holm_groups(gate.gains, flat)
     gate = gate.adjusted(gains)
     parts, i = [], 0
+    records = _gate_records(gate)
     for task, s, xs, lo_keys, hi_keys in cells:
         vs_lo = dict(zip(lo_keys, flat[i:i + len(lo_keys)], strict=True))
         i += len(lo_keys)
         vs_hi = dict(zip(hi_keys, flat[i:i + len(hi_keys)], strict=True))
         i += len(hi_keys)
+        for e, c in vs_lo.items():  # each ε against the smallest (natural at ε = 0)
+            for rec in contrast_records([c], ("task", "sparsity"), ROBUST_VS_NATURAL):
+                records.append({**rec, "cell": f"{rec['cell']}, ε = {fmt_level('eps', e)}"})
         if gate.status((task,)) != "failed":
             parts.append(_sweep_cell(task, s, xs, vs_lo, vs_hi))
     if not parts:
         parts = ["No (task, sparsity) cell is ranked."]
     design = design_sentence([*gains, *flat]) + _no_controls(gate)
-    return _finding([_gate_lead(gate), " ".join(parts), design])
+    return _finding([_gate_lead(gate), " ".join(parts), design], records)
 
 
 def _sanity_words(lead: str, cells: str, subject: str):
@@ -790,7 +833,12 @@ def attack_finding(rows: Iterable[dict], names: Sequence[str]) -> Finding:
         paras.append(paired_finding(ok, a, b, by, group=None, metric_name=what, design=False)
                      if ok else f"{what[0].upper()}{what[1:]}: no task is ranked.")
     paras.append(design_sentence([*gains, *(c for g in groups for c in g)]) + _no_controls(gate))
-    return _finding(paras)
+    records = _gate_records(gate)
+    for (a, b, _), cs in zip(comps, groups, strict=True):
+        if b == NATURAL:
+            records += [{**r, "cell": f"{r['cell']}, {a}"}
+                        for r in contrast_records(cs, by, ROBUST_VS_NATURAL)]
+    return _finding(paras, records)
 
 
 def data_finding(rows: Iterable[dict], robust_name: str,
@@ -921,7 +969,9 @@ def gap_finding(gains: Mapping[str, PairedContrast], dist: Mapping[str, float],
     design = design_sentence([*adjusted, *gains_t]) + (
         "" if gains_t else " No transfer gains were given, so whether pretraining helps at all "
         "is not measured here.")
-    return _finding([lead, trend + " " + per_target, design])
+    records = (contrast_records(gains_t, ("task", "source"), TRANSFER_GAIN)
+               + contrast_records([cs[t] for t in ranked], ("task",), ROBUST_VS_NATURAL))
+    return _finding([lead, trend + " " + per_target, design], records)
 
 
 def double_win_finding(rows: Iterable[dict], robust_name: str, eps: float) -> Finding:
@@ -952,4 +1002,48 @@ def double_win_finding(rows: Iterable[dict], robust_name: str, eps: float) -> Fi
                  + (", ".join(f"{t} with {tr}" for t, tr in double) if double else "none") + ".")
     paras.append(design_sentence([*gains, *(c for g in groups for c in g)]) + _no_controls(gate))
     ps = [p for p in paras if p]
-    return Finding(f"Robust source {robust_name}. " + " ".join(ps), ps)
+    records = _gate_records(gate)
+    for (m, _), cs in zip(metrics, groups, strict=True):
+        records += [{**r, "cell": f"{r['cell']}, {m}"}
+                    for r in contrast_records(cs, by, ROBUST_VS_NATURAL)]
+    return Finding(f"Robust source {robust_name}. " + " ".join(ps), ps, records)
+
+
+def omp_random_explanation(rows: Iterable[dict], diagnostics: Sequence[Mapping]) -> str:
+    """Why OMP and random tickets end up alike (or apart) after finetuning, from what moves.
+
+    ``rows``: result rows with OMP and random tickets (``moved``: how far finetuning moved
+    the weights); ``diagnostics``: ``ticket_diagnostics`` (masked source accuracy before
+    finetuning, dead filters). Means over sources, source seeds and patterns: descriptive.
+    """
+    rows = [r for r in rows if _get(r, "init") == PRETRAINED and r["metric"] == "test_acc"]
+
+    def mean(values):
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        return sum(values) / len(values) if values else math.nan
+
+    by = {s: [d for d in diagnostics if d["scheme"] == s] for s in ("omp", BASELINE)}
+    if not by["omp"] or not by[BASELINE]:
+        return ""
+    before = {s: 100 * mean(d["source_acc"] for d in ds) for s, ds in by.items()}
+    dead = {s: 100 * mean(d["dead_filters"] for d in ds) for s, ds in by.items()}
+    after = {s: 100 * mean(r["value"] for r in rows if r["scheme"] == s and r["sparsity"] > 0)
+             for s in by}
+    moved = {s: mean(r.get("moved") for r in rows if r["scheme"] == s and r["sparsity"] > 0)
+             for s in by}
+    kept = "keeps much more" if before["omp"] - before[BASELINE] > 10 else (
+        "keeps more" if before["omp"] > before[BASELINE] else "does not keep more")
+    text = (f" What moves (descriptive, means over sources, seeds and patterns): before any "
+            f"finetuning, the masked source model scores {before['omp']:.1f}% on S with an OMP "
+            f"ticket and {before[BASELINE]:.1f}% with a random ticket at the same per-layer "
+            f"sparsity (batch-norm statistics recomputed), so magnitude pruning {kept} of the "
+            f"pretrained function; OMP removes {dead['omp']:.1f}% of the filters whole, random "
+            f"{dead[BASELINE]:.1f}%. After finetuning on T the OMP ticket averages "
+            f"{after['omp']:.1f}% and the random one {after[BASELINE]:.1f}%")
+    if not (math.isnan(moved["omp"]) or math.isnan(moved[BASELINE])):
+        text += (f"; finetuning moves the kept weights by {moved['omp']:.2f} (OMP) and "
+                 f"{moved[BASELINE]:.2f} (random) of their norm")
+        if moved[BASELINE] > moved["omp"]:
+            text += (", so it rebuilds in the random ticket much of what pruning removed and "
+                     "the head start OMP had before finetuning shrinks")
+    return text + "."

@@ -94,7 +94,9 @@ class TicketSpec:
 
     @property
     def short_label(self) -> str:
-        """``channel 80%``, or ``2:4`` where the pattern fixes the sparsity."""
+        """``channel 80%``, ``dense``, or ``2:4`` where the pattern fixes the sparsity."""
+        if self.dense:
+            return "dense"
         if self.pattern.implied_sparsity is not None:
             return self.pattern.label.removeprefix("N:M ")
         return f"{self.pattern.name} {pct(self.sparsity)}"
@@ -242,6 +244,30 @@ def source_table(profile: Profile, sources: Sequence[VisionSource], *, store: St
     return "\n".join(lines), rows
 
 
+def ticket_diagnostics(profile: Profile, grid: Grid, *, store: Store | None = None) -> list[dict]:
+    """What each sparse ticket of ``grid`` keeps of its source before finetuning (masked
+    accuracy on S with recomputed BN, dead filters; ``rtstudy.vision.diagnostics``), one
+    dict per (source, source seed, ticket) of the finetuning seed 0."""
+    from rtstudy.vision.diagnostics import masked_source_accuracy
+
+    out, seen = [], set()
+    for cell in grid.cells():
+        if cell.ticket.dense or cell.init != "pretrained":
+            continue
+        tdesc = cell.ticket_desc(profile)
+        if tdesc.seed != 0 or tdesc in seen:
+            continue
+        seen.add(tdesc)
+        src = pretrain(cell.source, store=store)
+        ticket = draw_ticket(tdesc, store=store, source=src)
+        m = masked_source_accuracy(src, ticket, store=store)
+        out.append({"source": cell.source.role, "source_label": cell.source.label,
+                    "source_seed": cell.source.seed, "scheme": cell.ticket.scheme,
+                    "pattern": cell.ticket.pattern.name, "sparsity": cell.ticket.sparsity,
+                    "ticket": cell.ticket.label, **m})
+    return out
+
+
 # ----------------------------------------------------------------------------- running
 def _progress_enabled(progress: bool | None) -> bool:
     if progress is not None:
@@ -306,7 +332,7 @@ def run(profile: Profile, grid: Grid, *, store: Store | None = None, progress: b
                 adversarial_eps=float(tr.adversarial_eps), eval_eps=tr.eval_eps,
                 fraction=float(fraction), transfer=tr.name(), n_train=art.metrics.get("n_train"),
                 source_test_acc=source.artifact.metrics.get("test_acc"),
-                source_seed=s.seed, init=cell.init,
+                source_seed=s.seed, init=cell.init, moved=art.metrics.get("moved"),
                 **(extra(s, t, task, tr, seed) if extra else {}))
             for metric in ("test_acc", "robust_acc"):
                 if metric in art.metrics:

@@ -4,8 +4,8 @@
 profile's default) and returns the ``Grid``s it runs; ``Grid.descriptions(P)`` lists
 every transfer (with its ticket and source) the experiment needs, so the report can plan
 all experiments at once. Every grid runs under the profile's source seeds (the unit of
-replication) and carries from-scratch controls: of every ticket where the experiment is
-about tickets (E1, E3, E4), of the dense model elsewhere (the transfer gain that gates it). The notebooks call these through ``EXPERIMENTS.get(id).grids``.
+replication) and carries from-scratch controls (the transfer gain that gates its findings):
+of every finetuned ticket, except in E2 and E7, which control their dense ticket. The notebooks call these through ``EXPERIMENTS.get(id).grids``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from rtstudy.vision.track import source_task
 PATTERNS_E3 = ("unstructured", "channel", "nm")
 SCHEMES_E4 = ("omp", "imp_source", "imp_target", "random")
 REGIMES_E7 = ("finetune", "probe")
+DENSE = TicketSpec()
 
 
 def _grid(P: Profile, source_seeds, controls: str, *args) -> Grid:
@@ -58,7 +59,7 @@ def grid_e2(
 ) -> list[Grid]:
     """OMP tickets from sources along the eps sweep (eps 0: the natural source)."""
     sources = [robust(P, e) for e in sorted(param(eps_sweep, P.eps_sweep, float))]
-    tickets = [
+    tickets = [DENSE] + [
         TicketSpec("omp", "unstructured", s) for s in param(sparsities, P.fixed_sparsities, float)
     ]
     return [
@@ -149,7 +150,7 @@ def grid_e5(
         _grid(
             P,
             source_seeds,
-            "dense",
+            "all",
             sources,
             [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))],
             param(targets, P.targets, str),
@@ -169,7 +170,7 @@ def grid_e6(
         _grid(
             P,
             source_seeds,
-            "dense",
+            "all",
             standard_sources(P),
             [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))],
             param(targets, P.targets, str),
@@ -223,7 +224,7 @@ def grid_e8(
     ticket = TicketSpec("omp", "unstructured", _sparsity(P, sparsity))
     seeds = param(seeds, P.seeds, int)
     tasks = e8_tasks(P, targets, shifts)
-    grids = [_grid(P, source_seeds, "dense", standard_sources(P), [ticket], tasks, seeds)]
+    grids = [_grid(P, source_seeds, "all", standard_sources(P), [ticket], tasks, seeds)]
     if include_source:
         nat = natural(P)
         n_ref = len(source_task(nat, tasks[0]).train_y) * P.target_fraction
@@ -232,7 +233,7 @@ def grid_e8(
             _grid(
                 P,
                 source_seeds,
-                "dense",
+                "all",
                 standard_sources(P),
                 [ticket],
                 [P.source],
@@ -256,7 +257,7 @@ def grid_e9(
         _grid(
             P,
             source_seeds,
-            "dense",
+            "all",
             standard_sources(P),
             [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))],
             param(targets, P.targets, str),
