@@ -615,3 +615,24 @@ def test_record_and_report_take_ids_and_titles_from_the_registry():
     assert out["title"] == "finetune vs linear probe" and type(out["finding"]) is str
     with pytest.raises(ValueError, match=r"unknown experiment 'E99'; allowed: E0, .*E10"):
         record("E99", rows, "a finding", {}, None)
+
+
+def test_a_ticket_controlled_only_by_its_own_scratch_twin_is_gated_by_its_own_gain():
+    # E5/E6/E8/E9 grids control the sparse ticket itself (same mask on random weights)
+    nat, rob = _natural(0.70), _shift(_natural(0.70), SEP)
+    rows = []
+    for task, gain in (("t", 0.10), ("u", 0.0)):
+        rows += _runs(nat, task=task, source_label="natural") + _runs(
+            rob, source="robust", task=task, source_label="R")
+        for src, vals, label in (("natural", nat, "natural"), ("robust", rob, "R")):
+            scratch = {ss: [v - gain - (0.001 * k if gain else JIT[k]) for k, v in enumerate(vs)]
+                       for ss, vs in vals.items()}
+            rows += _runs(scratch, source=src, task=task, init="scratch", source_label=label)
+    finding = X.attack_finding(rows, ["natural", "R", "R", "R"])
+    assert "Pretraining transfers on t" in finding
+    assert "On u pretraining gives nothing separable" in finding
+    kinds = {c["kind"] for c in finding.contrasts}
+    assert kinds == {"transfer gain", "robust − natural"}
+    ranked = [c for c in finding.contrasts if c["kind"] == "robust − natural"]
+    assert ranked and all(c["cell"].startswith("t") for c in ranked)  # u is not ranked
+    assert all({"cell", "diff", "low", "high", "verdict", "mde"} <= set(c) for c in finding.contrasts)

@@ -633,7 +633,7 @@ def _standard(rows: list[dict], a_name: str, b_name: str, by: Sequence[str], *,
     for (_, words), adjusted in zip(addons, extra, strict=True):
         text += words(adjusted, gate, ok)
     design = design_sentence([*gains, *cs, *(c for e in extra for c in e)]) + _no_controls(gate)
-    records = _gate_records(gate) + contrast_records(cs, by, ROBUST_VS_NATURAL)
+    records = _gate_records(gate) + contrast_records(ok, by, ROBUST_VS_NATURAL)  # ranked cells
     return _finding([_gate_lead(gate, labels), text, design], records)
 
 
@@ -752,8 +752,9 @@ def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where
         i += len(lo_keys)
         vs_hi = dict(zip(hi_keys, flat[i:i + len(hi_keys)], strict=True))
         i += len(hi_keys)
-        for e, c in vs_lo.items():  # each ε against the smallest (natural at ε = 0)
-            for rec in contrast_records([c], ("task", "sparsity"), ROBUST_VS_NATURAL):
+        for e, c in vs_lo.items():  # each ε against the smallest (natural at ε = 0), ranked cells
+            for rec in contrast_records([c] if gate.status((task,)) != "failed" else [],
+                                        ("task", "sparsity"), ROBUST_VS_NATURAL):
                 records.append({**rec, "cell": f"{rec['cell']}, ε = {fmt_level('eps', e)}"})
         if gate.status((task,)) != "failed":
             parts.append(_sweep_cell(task, s, xs, vs_lo, vs_hi))
@@ -837,7 +838,7 @@ def attack_finding(rows: Iterable[dict], names: Sequence[str]) -> Finding:
     for (a, b, _), cs in zip(comps, groups, strict=True):
         if b == NATURAL:
             records += [{**r, "cell": f"{r['cell']}, {a}"}
-                        for r in contrast_records(cs, by, ROBUST_VS_NATURAL)]
+                        for r in contrast_records(_ranked(cs, by, gate)[0], by, ROBUST_VS_NATURAL)]
     return _finding(paras, records)
 
 
@@ -1005,7 +1006,7 @@ def double_win_finding(rows: Iterable[dict], robust_name: str, eps: float) -> Fi
     records = _gate_records(gate)
     for (m, _), cs in zip(metrics, groups, strict=True):
         records += [{**r, "cell": f"{r['cell']}, {m}"}
-                    for r in contrast_records(cs, by, ROBUST_VS_NATURAL)]
+                    for r in contrast_records(_ranked(cs, by, gate)[0], by, ROBUST_VS_NATURAL)]
     return Finding(f"Robust source {robust_name}. " + " ".join(ps), ps, records)
 
 
