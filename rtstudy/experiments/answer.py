@@ -100,11 +100,13 @@ def answer_figure(contrasts: Iterable[Mapping], *, title: str = ""):
             hovertemplate="%{y}: %{x:+.1f} points<extra></extra>"))
     fig.add_vline(x=0, line_color="#444", line_width=1)
     fig.update_layout(
-        title=title or "Every cell's paired contrast (points, 95% CI; colour: verdict after Holm)",
-        template="plotly_white", height=max(320, 18 * len(cs) + 120),
-        xaxis_title="paired difference (accuracy points)",
+        title={"text": title or "Every cell's paired contrast (points, 95% CI; colour: verdict "
+               "after Holm)", "y": 0.995, "yanchor": "top"},
+        template="plotly_white", height=max(320, 18 * len(cs) + 140),
+        xaxis={"title": "paired difference (accuracy points)", "side": "top"},
         yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": labels},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"}, margin={"l": 20})
+        legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top"},
+        margin={"l": 20, "t": 90, "b": 40})
     return fig
 
 
