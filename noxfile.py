@@ -14,6 +14,9 @@ from pathlib import Path
 
 import nox
 
+# uv verifies TLS against the system's certificate store (as pip does), so a machine whose
+# registry access goes through its own certificate authority works without extra setup
+os.environ.setdefault("UV_NATIVE_TLS", "true")
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
