@@ -182,6 +182,6 @@ if env["note"]:
     print(env["note"])
 parameters = {"profile": profile, "scheme": scheme, "patterns": list(patterns), "random_draws": random_draws,
               "sources": [s.label for s in data.sources],
-              "eps": [eps_label(s.eps, s.norm) for s in data.sources], "store": str(data.store.root)}
+              "eps": [eps_label(s.eps, s.norm) for s in data.sources]}  # no store path: it is the machine's
 record = results.record("E10", rows, finding, parameters, results_dir)
 print(f"{len(rows)} result rows")

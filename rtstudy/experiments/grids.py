@@ -5,7 +5,8 @@ profile's default) and returns the ``Grid``s it runs; ``Grid.descriptions(P)`` l
 every transfer (with its ticket and source) the experiment needs, so the report can plan
 all experiments at once. Every grid runs under the profile's source seeds (the unit of
 replication) and carries from-scratch controls (the transfer gain that gates its findings):
-of every finetuned ticket, except in E2 and E7, which control their dense ticket. The notebooks call these through ``EXPERIMENTS.get(id).grids``.
+of every finetuned ticket, except in E2 and E7, which control their dense ticket. The
+notebooks call these through ``EXPERIMENTS.get(id).grids``.
 """
 
 from __future__ import annotations
@@ -28,179 +29,90 @@ REGIMES_E7 = ("finetune", "probe")
 DENSE = TicketSpec()
 
 
-def _grid(P: Profile, source_seeds, controls: str, *args) -> Grid:
-    return Grid(*args, source_seeds=param(source_seeds, P.source_seeds, int), controls=controls)
+def _grid(P: Profile, sources, tickets, *, targets, seeds, source_seeds, controls: str = "all",
+          transfers=None) -> Grid:
+    """A grid with the notebook's ``targets``, ``seeds`` and ``source_seeds`` (``None``: the
+    profile's) and ``transfers`` (``None``: one plain finetuning)."""
+    return Grid(sources, tickets, param(targets, P.targets, str), param(seeds, P.seeds, int),
+                transfers or [TransferSpec()], source_seeds=param(source_seeds, P.source_seeds, int),
+                controls=controls)
+
+
+def _omp(P: Profile, sparsity: float | None) -> list[TicketSpec]:
+    """The one OMP ticket of E5, E6, E8, E9 (default: the profile's first fixed sparsity)."""
+    return [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))]
 
 
 def _sparsity(profile: Profile, sparsity: float | None) -> float:
     return float(profile.fixed_sparsities[0] if sparsity is None else sparsity)
 
 
-def grid_e1(
-    P: Profile, *, source_seeds=None, targets=None, sparsities=None, seeds=None, eps=None
-) -> list[Grid]:
+def grid_e1(P: Profile, *, source_seeds=None, targets=None, sparsities=None, seeds=None,
+            eps=None) -> list[Grid]:
     """Natural vs robust OMP tickets over the sparsity axis."""
     tickets = [TicketSpec("omp", "unstructured", s) for s in param(sparsities, P.sparsities, float)]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "all",
-            [natural(P), robust(P, eps)],
-            tickets,
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-        )
-    ]
+    return [_grid(P, [natural(P), robust(P, eps)], tickets, targets=targets, seeds=seeds,
+                  source_seeds=source_seeds)]
 
 
-def grid_e2(
-    P: Profile, *, source_seeds=None, targets=None, eps_sweep=None, sparsities=None, seeds=None
-) -> list[Grid]:
-    """OMP tickets from sources along the eps sweep (eps 0: the natural source)."""
+def grid_e2(P: Profile, *, source_seeds=None, targets=None, eps_sweep=None, sparsities=None,
+            seeds=None) -> list[Grid]:
+    """The dense model and OMP tickets from sources along the eps sweep (eps 0: natural)."""
     sources = [robust(P, e) for e in sorted(param(eps_sweep, P.eps_sweep, float))]
-    tickets = [DENSE] + [
-        TicketSpec("omp", "unstructured", s) for s in param(sparsities, P.fixed_sparsities, float)
-    ]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "dense",
-            sources,
-            tickets,
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-        )
-    ]
+    tickets = [DENSE] + [TicketSpec("omp", "unstructured", s)
+                         for s in param(sparsities, P.fixed_sparsities, float)]
+    return [_grid(P, sources, tickets, targets=targets, seeds=seeds, source_seeds=source_seeds,
+                  controls="dense")]
 
 
-def grid_e3(
-    P: Profile,
-    *,
-    source_seeds=None,
-    targets=None,
-    sparsity=None,
-    patterns=None,
-    nm=(2, 4),
-    seeds=None,
-) -> list[Grid]:
+def grid_e3(P: Profile, *, source_seeds=None, targets=None, sparsity=None, patterns=None,
+            nm=(2, 4), seeds=None) -> list[Grid]:
     """OMP and random tickets of each sparsity pattern (N:M at its own sparsity)."""
     n, m = nm
-    tickets = [
-        TicketSpec.at(scheme, pat, _sparsity(P, sparsity), n=n, m=m)
-        for pat in param(patterns, list(PATTERNS_E3), str)
-        for scheme in ("omp", "random")
-    ]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "all",
-            standard_sources(P),
-            tickets,
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-        )
-    ]
+    tickets = [TicketSpec.at(scheme, pat, _sparsity(P, sparsity), n=n, m=m)
+               for pat in param(patterns, list(PATTERNS_E3), str) for scheme in ("omp", "random")]
+    return [_grid(P, standard_sources(P), tickets, targets=targets, seeds=seeds,
+                  source_seeds=source_seeds)]
 
 
-def grid_e4(
-    P: Profile, *, source_seeds=None, targets=None, sparsity=None, schemes=None, seeds=None
-) -> list[Grid]:
+def grid_e4(P: Profile, *, source_seeds=None, targets=None, sparsity=None, schemes=None,
+            seeds=None) -> list[Grid]:
     """Tickets drawn by each scheme at one sparsity."""
-    tickets = [
-        TicketSpec(s, "unstructured", _sparsity(P, sparsity))
-        for s in param(schemes, list(SCHEMES_E4), str)
-    ]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "all",
-            standard_sources(P),
-            tickets,
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-        )
-    ]
+    tickets = [TicketSpec(s, "unstructured", _sparsity(P, sparsity))
+               for s in param(schemes, list(SCHEMES_E4), str)]
+    return [_grid(P, standard_sources(P), tickets, targets=targets, seeds=seeds,
+                  source_seeds=source_seeds)]
 
 
-def grid_e5(
-    P: Profile,
-    *,
-    source_seeds=None,
-    targets=None,
-    sparsity=None,
-    seeds=None,
-    eps_linf=None,
-    eps_l2=None,
-) -> list[Grid]:
+def grid_e5(P: Profile, *, source_seeds=None, targets=None, sparsity=None, seeds=None,
+            eps_linf=None, eps_l2=None) -> list[Grid]:
     """Natural, the profile's robust source, the other attack kind, the other norm."""
     eps_linf = float(P.eps_star if eps_linf is None else eps_linf)
     eps_l2 = float(P.eps_l2 if eps_l2 is None else eps_l2)
     other = "fgsm_rs" if P.robust_kind == "pgd" else "pgd"
-    sources = [
-        natural(P),
-        robust(P, eps_linf, kind=P.robust_kind, norm="linf"),
-        robust(P, eps_linf, kind=other, norm="linf"),
-        robust(P, eps_l2, kind=P.robust_kind, norm="l2"),
-    ]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "all",
-            sources,
-            [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))],
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-        )
-    ]
+    sources = [natural(P), robust(P, eps_linf, kind=P.robust_kind, norm="linf"),
+               robust(P, eps_linf, kind=other, norm="linf"),
+               robust(P, eps_l2, kind=P.robust_kind, norm="l2")]
+    return [_grid(P, sources, _omp(P, sparsity), targets=targets, seeds=seeds,
+                  source_seeds=source_seeds)]
 
 
-def grid_e6(
-    P: Profile, *, source_seeds=None, targets=None, fractions=None, sparsity=None, seeds=None
-) -> list[Grid]:
+def grid_e6(P: Profile, *, source_seeds=None, targets=None, fractions=None, sparsity=None,
+            seeds=None) -> list[Grid]:
     """One OMP ticket finetuned on growing fractions of T's training set."""
-    transfers = [
-        TransferSpec(fraction=f) for f in sorted(param(fractions, P.data_fractions, float))
-    ]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "all",
-            standard_sources(P),
-            [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))],
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-            transfers,
-        )
-    ]
+    transfers = [TransferSpec(fraction=f) for f in sorted(param(fractions, P.data_fractions, float))]
+    return [_grid(P, standard_sources(P), _omp(P, sparsity), targets=targets, seeds=seeds,
+                  source_seeds=source_seeds, transfers=transfers)]
 
 
-def grid_e7(
-    P: Profile, *, source_seeds=None, targets=None, sparsities=None, regimes=REGIMES_E7, seeds=None
-) -> list[Grid]:
+def grid_e7(P: Profile, *, source_seeds=None, targets=None, sparsities=None, regimes=REGIMES_E7,
+            seeds=None) -> list[Grid]:
     """Dense and sparse, finetuned and linearly probed."""
-    tickets = [
-        TicketSpec("omp", "unstructured", s)
-        for s in param(sparsities, [0.0, P.fixed_sparsities[0]], float)
-    ]
+    tickets = [TicketSpec("omp", "unstructured", s)
+               for s in param(sparsities, [0.0, P.fixed_sparsities[0]], float)]
     transfers = [TransferSpec(regime=r) for r in param(regimes, list(REGIMES_E7), str)]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "dense",
-            standard_sources(P),
-            tickets,
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-            transfers,
-        )
-    ]
+    return [_grid(P, standard_sources(P), tickets, targets=targets, seeds=seeds,
+                  source_seeds=source_seeds, controls="dense", transfers=transfers)]
 
 
 def e8_tasks(P: Profile, targets=None, shifts=("invert", "rot90")) -> list[str]:
@@ -209,59 +121,27 @@ def e8_tasks(P: Profile, targets=None, shifts=("invert", "rot90")) -> list[str]:
     return base + [f"{base[0]}:{s}" for s in param(shifts, [], str)]
 
 
-def grid_e8(
-    P: Profile,
-    *,
-    source_seeds=None,
-    targets=None,
-    shifts=("invert", "rot90"),
-    include_source=True,
-    sparsity=None,
-    seeds=None,
-) -> list[Grid]:
+def grid_e8(P: Profile, *, source_seeds=None, targets=None, shifts=("invert", "rot90"),
+            include_source=True, sparsity=None, seeds=None) -> list[Grid]:
     """One OMP ticket on every target and shift; with ``include_source``, also on S itself
     with as many training images as the first target gets (S is not favoured by its size)."""
-    ticket = TicketSpec("omp", "unstructured", _sparsity(P, sparsity))
-    seeds = param(seeds, P.seeds, int)
     tasks = e8_tasks(P, targets, shifts)
-    grids = [_grid(P, source_seeds, "all", standard_sources(P), [ticket], tasks, seeds)]
+    common = dict(seeds=seeds, source_seeds=source_seeds)
+    grids = [_grid(P, standard_sources(P), _omp(P, sparsity), targets=tasks, **common)]
     if include_source:
         nat = natural(P)
         n_ref = len(source_task(nat, tasks[0]).train_y) * P.target_fraction
         frac = min(1.0, n_ref / len(source_task(nat).train_y))
-        grids.append(
-            _grid(
-                P,
-                source_seeds,
-                "all",
-                standard_sources(P),
-                [ticket],
-                [P.source],
-                seeds,
-                [TransferSpec(fraction=frac)],
-            )
-        )
+        grids.append(_grid(P, standard_sources(P), _omp(P, sparsity), targets=[P.source],
+                           transfers=[TransferSpec(fraction=frac)], **common))
     return grids
 
 
-def grid_e9(
-    P: Profile, *, source_seeds=None, targets=None, sparsity=None, eps=None, seeds=None
-) -> list[Grid]:
+def grid_e9(P: Profile, *, source_seeds=None, targets=None, sparsity=None, eps=None,
+            seeds=None) -> list[Grid]:
     """Clean and robust accuracy on T after natural and adversarial finetuning."""
     eps = float(P.eps_star if eps is None else eps)
-    transfers = [
-        TransferSpec(eval_eps=eps, label="natural finetuning"),
-        TransferSpec(adversarial_eps=eps, eval_eps=eps, label="adversarial finetuning"),
-    ]
-    return [
-        _grid(
-            P,
-            source_seeds,
-            "all",
-            standard_sources(P),
-            [TicketSpec("omp", "unstructured", _sparsity(P, sparsity))],
-            param(targets, P.targets, str),
-            param(seeds, P.seeds, int),
-            transfers,
-        )
-    ]
+    transfers = [TransferSpec(eval_eps=eps, label="natural finetuning"),
+                 TransferSpec(adversarial_eps=eps, eval_eps=eps, label="adversarial finetuning")]
+    return [_grid(P, standard_sources(P), _omp(P, sparsity), targets=targets, seeds=seeds,
+                  source_seeds=source_seeds, transfers=transfers)]
