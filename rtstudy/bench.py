@@ -1,8 +1,10 @@
 """Speed ratios of DESIGN.md §5, measured side by side in one run: ``nox -s bench``.
 
     python -m rtstudy.bench [--out reports/bench.json] [--profile default] [--repeats 15]
+    python -m rtstudy.bench --scaleout        # the plan on 1 vs 2 Dask workers (minutes)
+    python -m rtstudy.bench --cold-report     # a whole cold report (tens of minutes)
 
-Each measurement is ``{"value", "unit", "target", "ok", "note"}``. Ratios compare two
+The last two add their entries to the existing file. Each measurement is ``{"value", "unit", "target", "ok", "note"}``. Ratios compare two
 things timed alternately (A, B, A, B, ...) on the same model and batch, so machine
 load affects both alike; the median over repeats is reported.
 """
@@ -50,6 +52,11 @@ def paired_medians(fns: dict[str, Callable[[], object]], repeats: int, device: t
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+# the cold default report on the runner the Dask plan replaced (a two-process pool that
+# pretrained the sources, then notebooks two at a time, each building its own grid)
+REFERENCE_KEY = "report_cold_seconds_previous_runner"
 
 
 def _entry(value: float, unit: str, target: str, ok: bool | None, note: str = "") -> dict:
@@ -157,6 +164,62 @@ def bench_slim(device, repeats: int) -> dict:
         f"MACs {macs[0] / 1e6:.0f}M -> {macs[1] / 1e6:.0f}M; outputs equal: {same}")}
 
 
+def bench_scaleout(profile_name: str = "default", log=print) -> dict:
+    """One plan (E1 of the profile, one source and one finetuning seed) from an empty store,
+    on a LocalCluster of 1 and of 2 worker processes: time(1) / time(2)."""
+    import tempfile
+
+    from rtstudy.core.store import Store
+    from rtstudy.engine.execute import execute, open_client
+    from rtstudy.engine.plan import experiment_descriptions, plan_transfers
+
+    profile = get_profile(profile_name, source_seeds=(0,), seeds=(0,))
+    descs = experiment_descriptions(profile, "E1")
+    seconds, tasks = {}, 0
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as root, open_client(workers=workers, log=lambda *a: None) as client:
+            store = Store(root)
+            plan = plan_transfers(descs, store)
+            tasks = len(plan.tasks)
+            t0 = time.perf_counter()
+            execute(client, plan, store, progress=False)
+            seconds[workers] = time.perf_counter() - t0
+            log(f"[bench] {tasks} tasks on {workers} worker(s): {seconds[workers]:.0f} s")
+    ratio = seconds[1] / seconds[2]
+    return {"scaleout_2_workers_vs_1": _entry(
+        ratio, "ratio", ">= 1.7", ratio >= 1.7,
+        f"E1 of {profile_name} at one source and finetuning seed ({tasks} tasks: 2 sources, their tickets, "
+        f"transfers and controls) from an empty store on a LocalCluster: 1 worker {seconds[1]:.0f} s, "
+        f"2 workers {seconds[2]:.0f} s (cluster start excluded)")}
+
+
+def bench_cold_report(profile_name: str, reference: dict | None, log=print) -> dict:
+    """The whole report from an empty store into a scratch folder: wall time against the
+    recorded time of the runner it replaced (``reference``), and CPU utilisation."""
+    import os
+    import tempfile
+
+    from rtstudy.report import build_report
+
+    with tempfile.TemporaryDirectory() as root:
+        summary = build_report(profile_name, Path(root) / "report", store=str(Path(root) / "store"), log=log)
+    wall, util = summary["wall_seconds"], summary["cpu_utilisation"]
+    out = {"report_cpu_utilisation": _entry(
+        util, "ratio", ">= 0.85", util >= 0.85,
+        f"busy CPU seconds of the whole machine / (wall x {os.cpu_count()} cores) over the cold "
+        f"{profile_name} report ({wall:.0f} s)")}
+    if reference:
+        ratio = wall / reference["value"]
+        out["report_cold_vs_reference"] = _entry(
+            ratio, "ratio", "<= 0.8", ratio <= 0.8,
+            f"cold {profile_name} report {wall:.0f} s on the Dask plan vs {reference['value']:.0f} s "
+            f"of the previous runner ({reference['note']})")
+    out["report_cold_seconds"] = _entry(wall, "s", "report", None,
+                                        f"{profile_name} profile from an empty store; stages: "
+                                        + json.dumps(summary.get("stages", {})))
+    return out
+
+
 def run(profile_name: str = "default", repeats: int = 15, batch: int = 128, out: Path | None = None) -> dict:
     profile = get_profile(profile_name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -168,6 +231,9 @@ def run(profile_name: str = "default", repeats: int = 15, batch: int = 128, out:
     }
     results.update(bench_attacks_and_training(profile, device, repeats, batch))
     results.update(bench_slim(device, repeats))
+    if out is not None and out.exists():  # the engine's measurements take minutes: kept until remeasured
+        old = json.loads(out.read_text())
+        results.update({k: v for k, v in old.items() if k.startswith(("report_", "scaleout_"))})
     if out is not None:
         atomic_write_text(out, json.dumps(results, indent=1))
     return results
@@ -179,8 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="default")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--scaleout", action="store_true", help="measure the plan on 1 vs 2 Dask workers")
+    ap.add_argument("--cold-report", action="store_true",
+                    help="measure a whole report from an empty store (wall time, CPU utilisation)")
     args = ap.parse_args(argv)
-    results = run(args.profile, args.repeats, args.batch, Path(args.out))
+    if args.scaleout or args.cold_report:
+        out = Path(args.out)
+        results = json.loads(out.read_text()) if out.exists() else {}
+        if args.scaleout:
+            results.update(bench_scaleout(args.profile))
+        if args.cold_report:
+            results.update(bench_cold_report(args.profile, results.get(REFERENCE_KEY)))
+        atomic_write_text(out, json.dumps(results, indent=1))
+    else:
+        results = run(args.profile, args.repeats, args.batch, Path(args.out))
     width = max(len(k) for k in results)
     for key, r in results.items():
         if key.startswith("_"):

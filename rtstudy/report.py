@@ -1,9 +1,14 @@
-"""Regenerate the report: run every notebook through papermill, then write HTML and a summary.
+"""Regenerate the report: plan, execute on Dask, render the notebooks, write HTML and a summary.
 
     python -m rtstudy.report [--profile smoke|default|paper] [--only E1,E2] [--out reports]
+                             [--plan] [--scheduler ADDRESS | --workers N] [--replicate]
 
-Notebooks run in order into a staging folder. Only when all succeed does the staging
-folder replace the report (the old one is kept until then), so a failing notebook
+The plan (``rtstudy.engine``) is every artifact the experiments' grids need, minus what
+the store holds; it runs as one Dask task graph (a ``LocalCluster`` of one-thread worker
+processes by default, or an existing cluster). Each notebook renders with papermill on
+the same workers as soon as the tasks it reads are done, and may not train anything
+itself. Notebooks render into a staging folder. Only when all succeed does it replace
+the report (the old one is kept until then), so a failing notebook
 leaves the previous report in place; the error names the notebook and the cell.
 Outputs: executed notebooks, one offline HTML page each (plotly.js is a file beside
 them), ``index.html`` with a one-line finding each, and ``summary.json``.
@@ -24,13 +29,10 @@ from rtstudy.core.checks import check_choice
 from rtstudy.core.store import atomic_write_text
 from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E10
 from rtstudy.profiles import PROFILES
+from rtstudy.render import NotebookFailed, render_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook raised: names the notebook, the cell and the error."""
 
 
 def notebook_order(notebooks_dir: Path = NOTEBOOKS) -> list[tuple[str, Path]]:
@@ -42,95 +44,6 @@ def notebook_order(notebooks_dir: Path = NOTEBOOKS) -> list[tuple[str, Path]]:
         if exp in EXPERIMENTS:
             found[exp] = path
     return [(e, found[e]) for e in EXPERIMENTS if e in found]
-
-
-def _failed_cell(nb_path: Path) -> str:
-    """Index and first line of the first cell that holds an error output."""
-    import nbformat
-
-    nb = nbformat.read(nb_path, as_version=4)
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {i} ({first[:80]!r}): {out.get('ename')}: {out.get('evalue')}"
-    return "no failing cell recorded"
-
-
-def run_notebook(src: Path, dst: Path, parameters: dict) -> float:
-    """Execute one notebook with papermill; return wall seconds or raise NotebookFailed.
-
-    The kernel inherits this process's environment (``RTSTUDY_STORE`` etc.).
-    """
-    import papermill as pm
-
-    start = time.perf_counter()
-    try:
-        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
-                            cwd=str(src.parent), progress_bar=False, log_output=False)
-    except pm.PapermillExecutionError as exc:
-        raise NotebookFailed(f"{src.name} failed at cell {exc.cell_index} "
-                             f"(execution count {exc.exec_count}): {exc.ename}: {exc.evalue}") from None
-    except Exception as exc:
-        where = _failed_cell(dst) if dst.exists() else "before any cell ran"
-        raise NotebookFailed(f"{src.name} failed, {where}: {exc}") from None
-    return time.perf_counter() - start
-
-
-def _pretrain_one(desc) -> str:
-    """Worker: pretrain one source model (one torch thread)."""
-    import torch
-
-    from rtstudy.core.pipeline import pretrain
-
-    torch.set_num_threads(1)
-    source = pretrain(desc, progress=False)
-    return f"{source.label}: test acc {source.artifact.metrics['test_acc']:.4f}" + (
-        f", robust acc {source.artifact.metrics['robust_acc']:.4f}" if "robust_acc" in source.artifact.metrics else "")
-
-
-def prefetch_sources(profile: str, jobs: int, log=print, seeds=None) -> None:
-    """Pretrain every source model of the profile up front, ``jobs`` at a time.
-
-    Small models train faster as several one-thread processes than as one process with
-    several threads; the store's file lock keeps workers from computing one model twice.
-    """
-    import multiprocessing as mp
-
-    from rtstudy.profiles import get_profile
-
-    specs = get_profile(profile).source_models(tuple(seeds) if seeds is not None else None)
-    cost = {"none": 1.0, "fgsm_rs": 1.8, "pgd": 3.3}  # longest first balances the workers
-    specs.sort(key=lambda s: -cost[s.attack.kind])
-    if jobs <= 1:
-        for spec in specs:
-            log(f"[report] source {_pretrain_one(spec)}")
-        return
-    with mp.get_context("spawn").Pool(jobs) as pool:
-        for line in pool.imap_unordered(_pretrain_one, specs):
-            log(f"[report] source {line}")
-
-
-def to_html(nb_path: Path, html_path: Path, title: str) -> None:
-    """Export an executed notebook to HTML that loads plotly.js from ``plotly.min.js`` beside it."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    # no MathJax/require.js from a CDN (mermaid is only fetched for mermaid diagrams: none here)
-    exporter = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="", mermaid_js_url="")
-    body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
-    head = '<script src="plotly.min.js" charset="utf-8"></script>'
-    body = body.replace("<head>", f"<head>\n{head}", 1).replace(
-        "<title>Notebook</title>", f"<title>{html.escape(title)}</title>")
-    body = _strip_remote_scripts(body)
-    atomic_write_text(html_path, body)
-
-
-def _strip_remote_scripts(page: str) -> str:
-    """Drop <script src="https://..."> tags (MathJax, require.js from a CDN): offline pages."""
-    import re
-
-    return re.sub(r'<script[^>]+src="https?://[^"]+"[^>]*>\s*</script>', "", page)
 
 
 def copy_plotly_js(dst_dir: Path) -> None:
@@ -188,16 +101,47 @@ def _device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+READ_ONLY_AT_RENDER = "source,ticket,imp_round,transfer"  # the plan trained them all
+
+
+def bench_throughput(path: Path = ROOT / "reports" / "bench.json") -> float | None:
+    """The clean training throughput the bench measured on this machine (examples/s), if any."""
+    try:
+        return float(json.loads(path.read_text())["train_img_per_s_clean"]["value"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all processes)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                  only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS,
-                 store: str | None = None, jobs: int = 1, prefetch: bool = False, log=print,
-                 parameters: dict | None = None) -> dict:
-    """Run the notebooks into ``out`` and return the summary (see module doc).
+                 store: str | None = None, scheduler: str | None = None, workers: int | None = None,
+                 gpu: bool | None = None, log=print, parameters: dict | None = None,
+                 build: bool = True, interval: float = 30.0) -> dict:
+    """Plan every artifact the notebooks read, build the plan on Dask, render the notebooks
+    into ``out`` and return the summary (see module doc).
 
-    ``jobs`` notebooks run at once (each kernel with ``cpu_count // jobs`` threads);
-    ``prefetch`` pretrains every source model first, ``jobs`` at a time; ``parameters``
-    go to every notebook (e.g. ``source_seeds`` and ``seeds`` of a replicate).
+    ``scheduler``: the address of an existing Dask scheduler (default: a ``LocalCluster``
+    of ``workers`` processes, one per core). A notebook renders as soon as the tasks it
+    reads are done, on the same workers. ``parameters`` go to every notebook (e.g.
+    ``source_seeds`` and ``seeds`` of a replicate). ``build=False`` renders only, against
+    what the store holds.
     """
+    import torch
+
+    from rtstudy.core.store import READ_ONLY_ENV, Store
+    from rtstudy.engine.execute import gather, open_client, stage_times, submit_plan
+    from rtstudy.engine.plan import plan_report
+    from rtstudy.engine.progress import PlanProgress
+    from rtstudy.profiles import get_profile
+
     check_choice("profile", profile, PROFILES)
     out = Path(out)
     order = notebook_order(notebooks_dir)
@@ -207,62 +151,57 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
         order = [(e, p) for e, p in order if e in only]
     if not order:
         raise ValueError(f"no notebooks found in {notebooks_dir}")
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    the_store = Store(store)
+    start, busy0 = time.perf_counter(), _busy_cpu_seconds()
+    plan = plan_report(get_profile(profile), [e for e, _ in order] if build else [], parameters, the_store)
+    if build:
+        log(plan.describe(bench_throughput()))
     staging = out.parent / f".{out.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "results").mkdir(parents=True)
     summary = {"profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": _device(),
                "experiments": {}}
-    start = time.perf_counter()
-    env = {"RTSTUDY_PROGRESS": "0"}
-    if store:
-        env["RTSTUDY_STORE"] = str(Path(store).resolve())
-    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    old_env = dict(os.environ)
-    os.environ.update(env)  # kernels and workers inherit it
-
-    def one(exp: str, src: Path) -> dict:
-        log(f"[report] {exp}: running {src.name} (profile {profile}) ...")
-        dst = staging / src.name
-        params = {"profile": profile, "results_dir": str((staging / "results").resolve()),
-                  **(parameters or {})}
-        seconds = run_notebook(src, dst, params)
-        result_file = staging / "results" / f"{exp}.json"
-        if not result_file.exists():
-            raise NotebookFailed(f"{src.name} ran but recorded no results (rtstudy.results.record)")
-        result = json.loads(result_file.read_text())
-        html_name = src.with_suffix(".html").name
-        to_html(dst, staging / html_name, f"{exp} — {EXPERIMENTS[exp]}")
-        log(f"[report] {exp}: done in {seconds:.0f} s — {result['finding'][:160]}")
-        return {"status": "ok", "title": EXPERIMENTS[exp], "notebook": src.name, "html": html_name,
-                "wall_seconds": round(seconds, 1), "parameters": result["parameters"],
-                "finding": result["finding"], "rows": result["rows"],
-                "contrasts": result.get("contrasts", [])}
-
+    env = {"RTSTUDY_STORE": str(the_store.root), "RTSTUDY_PROGRESS": "0", READ_ONLY_ENV: READ_ONLY_AT_RENDER,
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    params = {"profile": profile, "results_dir": "results", **(parameters or {})}
     try:
-        if prefetch:
-            t0 = time.perf_counter()
-            prefetch_sources(profile, jobs, log, seeds=(parameters or {}).get("source_seeds"))
-            summary["prefetch_seconds"] = round(time.perf_counter() - t0, 1)
-        if jobs <= 1:
-            results = {exp: one(exp, src) for exp, src in order}
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(jobs) as pool:  # each notebook runs in its own kernel process
-                futures = {exp: pool.submit(one, exp, src) for exp, src in order}
-                results = {exp: f.result() for exp, f in futures.items()}
+        with open_client(scheduler, workers=workers, gpu=gpu, log=log) as client:
+            futures = submit_plan(client, plan, the_store, gpu=gpu)
+            stages = {k: plan.tasks[k].stage for k in futures}
+            for exp, src in order:
+                deps = [futures[k] for k in plan.groups.get(exp, ()) if k in futures]
+                futures[f"render-{exp}"] = client.submit(
+                    render_notebook, exp, EXPERIMENTS[exp], str(src), str(staging.resolve()), params, env,
+                    *deps,
+                    key=f"render-{exp}-{os.getpid()}-{time.time_ns()}", retries=0)
+                stages[f"render-{exp}"] = "render"
+            totals = {s: list(stages.values()).count(s) for s in dict.fromkeys(stages.values())}
+            bar = PlanProgress(totals, interval=interval)
+            try:
+                done = gather(futures, stages, progress=bar, describe=_task_label(plan))
+            finally:
+                bar.close()
+        results = {k.removeprefix("render-"): v for k, v in done.items() if k.startswith("render-")}
         summary["experiments"] = {exp: results[exp] for exp, _ in order}
+        summary["stages"] = stage_times({k: v for k, v in done.items() if not k.startswith("render-")})
+        summary["stages"]["render"] = {"notebooks": len(results), "worker_seconds": round(
+            sum(r["wall_seconds"] for r in results.values()), 1)}
+        for exp, r in results.items():
+            log(f"[report] {exp}: {r['wall_seconds']:.0f} s — {r['finding'][:160]}")
         if only:
             _carry_over(out, staging, summary, keep_out=set(only))
-    except BaseException:
+    except BaseException as exc:
         log(f"[report] FAILED; the previous report in {out} is left as it was. "
             f"Partial outputs: {staging}")
+        cause = exc.__cause__
+        if isinstance(cause, NotebookFailed):
+            raise cause from None
         raise
-    finally:
-        os.environ.clear()
-        os.environ.update(old_env)
-    summary["wall_seconds"] = round(time.perf_counter() - start, 1)  # of this run only
+    wall = time.perf_counter() - start
+    summary["wall_seconds"] = round(wall, 1)  # of this run only
+    if scheduler is None:
+        summary["cpu_utilisation"] = round((_busy_cpu_seconds() - busy0) / (wall * (os.cpu_count() or 1)), 3)
     copy_plotly_js(staging)
     atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
     write_index(staging, summary)
@@ -270,6 +209,13 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                                  if (out / p).exists()])
     log(f"[report] wrote {out}/index.html and summary.json in {summary['wall_seconds']:.0f} s")
     return summary
+
+
+def _task_label(plan):
+    def label(key: str) -> str:
+        task = plan.tasks.get(key)
+        return task.desc.label if task is not None else key.removeprefix("render-")
+    return label
 
 
 def _carry_over(out: Path, staging: Path, summary: dict, keep_out: set[str]) -> None:
@@ -312,12 +258,20 @@ def _swap_in(staging: Path, out: Path, keep: list[str]) -> None:
 REPLICATE_SEED_OFFSET = 100  # the replicate's source and finetuning seeds: the profile's + 100
 
 
+def replicate_parameters(profile: str) -> dict:
+    """The replicate's notebook parameters: the profile's source and finetuning seeds + 100."""
+    from rtstudy.profiles import get_profile
+
+    P = get_profile(profile)
+    return {"source_seeds": [s + REPLICATE_SEED_OFFSET for s in P.source_seeds],
+            "seeds": [s + REPLICATE_SEED_OFFSET for s in P.seeds]}
+
+
 def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, store: str | None = None,
-              jobs: int = 1, log=print) -> dict:
+              log=print, **engine) -> dict:
     """Rerun every notebook with disjoint source and finetuning seeds into ``out/replicate``
     and record in ``out``'s summary and index how many verdicts agree, flip or move."""
     from rtstudy.experiments.answer import compare_replicates, contrasts_of
-    from rtstudy.profiles import get_profile
 
     out = Path(out)
     main_file = out / "summary.json"
@@ -326,12 +280,9 @@ def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, s
     main = json.loads(main_file.read_text())
     if main.get("profile") != profile:
         raise ValueError(f"the report in {out} is of profile {main.get('profile')!r}, not {profile!r}")
-    P = get_profile(profile)
-    params = {"source_seeds": [s + REPLICATE_SEED_OFFSET for s in P.source_seeds],
-              "seeds": [s + REPLICATE_SEED_OFFSET for s in P.seeds]}
+    params = replicate_parameters(profile)
     t0 = time.perf_counter()
-    rep = build_report(profile, out / "replicate", store=store, jobs=jobs, prefetch=True, log=log,
-                       parameters=params)
+    rep = build_report(profile, out / "replicate", store=store, log=log, parameters=params, **engine)
     main["replication"] = {**compare_replicates(contrasts_of(main), contrasts_of(rep)), **params,
                            "wall_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_text(main_file, json.dumps(main, indent=1))
@@ -340,35 +291,46 @@ def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, s
     return main["replication"]
 
 
-def _default_jobs() -> int:
-    import torch
-
-    return 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="default", choices=PROFILES)
     ap.add_argument("--only", default="", help="comma-separated experiment ids, e.g. E1,E2")
     ap.add_argument("--out", default=str(ROOT / "reports"), help="report folder")
     ap.add_argument("--store", default=None, help="artifact store (default $RTSTUDY_STORE or ~/.cache/rtstudy/artifacts)")
-    ap.add_argument("--jobs", type=int, default=None,
-                    help="notebooks (and source pretrainings) at once; default: 2 on a CPU, 1 on a GPU")
-    ap.add_argument("--no-prefetch", action="store_true", help="do not pretrain the source models up front")
+    ap.add_argument("--plan", action="store_true",
+                    help="print the plan (tasks per stage, what is stored, estimated time) and run nothing")
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="an existing Dask scheduler, e.g. tcp://head:8786 (its workers must share "
+                         "the store and this folder); default: a LocalCluster on this machine")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="LocalCluster worker processes (default: one per core, one per GPU)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="build nothing: render the notebooks against what the store holds")
+    ap.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                    help="training tasks ask for the worker resource GPU (default: when this machine has one)")
     ap.add_argument("--replicate", action="store_true",
                     help="rerun with disjoint source and finetuning seeds and record how the verdicts "
                          "of the existing report replicate (into <out>/replicate and the summary)")
     args = ap.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a log file or a pipe gets every line as it happens
+        stream.reconfigure(line_buffering=True)
     only = [e.strip().upper() for e in args.only.split(",") if e.strip()] or None
-    jobs = args.jobs if args.jobs is not None else _default_jobs()
-    if jobs < 1:
-        ap.error(f"--jobs must be >= 1, got {jobs}")
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers must be >= 1, got {args.workers}")
+    if args.plan:
+        from rtstudy.core.store import Store
+        from rtstudy.engine.plan import plan_report
+        from rtstudy.profiles import get_profile
+
+        params = replicate_parameters(args.profile) if args.replicate else None
+        print(plan_report(get_profile(args.profile), only, params, Store(args.store)).describe(bench_throughput()))
+        return 0
+    engine = {"scheduler": args.scheduler, "workers": args.workers, "gpu": args.gpu}
     try:
         if args.replicate:
-            replicate(args.profile, args.out, store=args.store, jobs=jobs)
+            replicate(args.profile, args.out, store=args.store, **engine)
             return 0
-        build_report(args.profile, args.out, only, store=args.store, jobs=jobs,
-                     prefetch=not args.no_prefetch and not only)
+        build_report(args.profile, args.out, only, store=args.store, build=not args.render_only, **engine)
     except NotebookFailed as exc:
         print(f"[report] error: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ public core interface only (descriptions, Track, registries). Nothing in rtstudy
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import ClassVar
@@ -83,6 +84,14 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
+def _log_build(what: str, key: str) -> None:
+    """Append one line per artifact built to ``$TOY_TRACK_LOG`` (tests count builds)."""
+    path = os.environ.get("TOY_TRACK_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{what} {key}\n")
+
+
 def fit(model, x, y, recipe: Recipe, seed: int, noise: float = 0.0, keep_mask=None):
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -106,6 +115,7 @@ class TabularTrack(Track):
     recipe = Recipe
 
     def pretrain(self, source, *, device, progress):
+        _log_build("source", source.key)
         x, y, tx, ty = task(source.task)
         torch.manual_seed(source.seed)
         model = MLP(source.hidden, int(y.max()) + 1)
@@ -130,6 +140,7 @@ class TabularTrack(Track):
         return retrain
 
     def transfer(self, desc, model, keep_mask, *, device, progress):
+        _log_build("transfer", desc.key)
         x, y, tx, ty = task(desc.target)
         torch.manual_seed(desc.seed)
         model.head = nn.Linear(model.head.in_features, int(y.max()) + 1)

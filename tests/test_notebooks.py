@@ -30,8 +30,7 @@ def report(tmp_path_factory):
     old = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # the kernels inherit these
     try:
-        summary = build_report(profile="smoke", out=out, store=str(store), jobs=2, prefetch=True,
-                               log=lambda *a: None)
+        summary = build_report(profile="smoke", out=out, store=str(store), workers=2, log=lambda *a: None)
     finally:
         for k, v in old.items():
             if v is None:

@@ -1,6 +1,7 @@
 """The report runner: offline HTML, summary, and a failing notebook leaves the old report."""
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -18,6 +19,12 @@ def _notebook(path, body: str) -> None:
     nbformat.write(nb, path)
 
 
+def _render(tmp_path, nbs, **kw):
+    """Render the notebooks in ``nbs`` into ``tmp_path/out`` (nothing planned: they train nothing)."""
+    return build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None, build=False,
+                        workers=1, store=str(tmp_path / "store"), **kw)
+
+
 GOOD = """
 import plotly.graph_objects as go
 from rtstudy import plots, results
@@ -31,7 +38,7 @@ def test_report_writes_offline_html_and_summary(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _notebook(nbs / "01_main.ipynb", GOOD)
-    summary = build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+    summary = _render(tmp_path, nbs)
     out = tmp_path / "out"
     saved = json.loads((out / "summary.json").read_text())
     assert saved["experiments"]["E1"]["rows"][0]["value"] == 0.7
@@ -49,11 +56,11 @@ def test_failing_notebook_keeps_previous_report(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _notebook(nbs / "01_main.ipynb", GOOD)
-    build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+    _render(tmp_path, nbs)
     before = (tmp_path / "out" / "summary.json").read_text()
     _notebook(nbs / "02_eps.ipynb", "raise RuntimeError('boom in E2')")
     with pytest.raises(NotebookFailed, match=r"02_eps.ipynb failed at cell 2.*boom in E2"):
-        build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+        _render(tmp_path, nbs)
     assert (tmp_path / "out" / "summary.json").read_text() == before
 
 
@@ -62,7 +69,7 @@ def test_notebook_must_record_results(tmp_path):
     nbs.mkdir()
     _notebook(nbs / "01_main.ipynb", "x = 1")
     with pytest.raises(NotebookFailed, match="recorded no results"):
-        build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
+        _render(tmp_path, nbs)
 
 
 def test_record_rejects_bad_input():
@@ -80,9 +87,31 @@ def test_only_reruns_one_experiment_and_keeps_the_others(tmp_path):
     nbs.mkdir()
     _notebook(nbs / "01_main.ipynb", GOOD)
     _notebook(nbs / "02_eps.ipynb", GOOD.replace('"E1"', '"E2"'))
-    build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None)
-    summary = build_report("smoke", tmp_path / "out", only=["E2"], notebooks_dir=nbs, log=lambda *_: None)
+    _render(tmp_path, nbs)
+    summary = _render(tmp_path, nbs, only=["E2"])
     assert set(summary["experiments"]) == {"E1", "E2"}
     assert (tmp_path / "out" / "01_main.html").exists() and (tmp_path / "out" / "02_eps.html").exists()
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert set(saved["experiments"]) == {"E1", "E2"}
+
+
+def test_notebooks_may_not_train_at_render_time(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_main.ipynb", "from rtstudy.core.pipeline import pretrain\n"
+              "from rtstudy.profiles import get_profile\n"
+              "pretrain(get_profile('smoke').source_model(0.0))")
+    with pytest.raises(NotebookFailed, match="NotInStore.*RTSTUDY_READ_ONLY forbids computing source"):
+        _render(tmp_path, nbs)
+
+
+def test_executed_notebooks_carry_no_machine_path(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_main.ipynb", GOOD)
+    _render(tmp_path, nbs)
+    executed = (tmp_path / "out" / "01_main.ipynb").read_text()
+    injected = nbformat.read(tmp_path / "out" / "01_main.ipynb", as_version=4).cells[1].source
+    assert 'results_dir = "results"' in injected
+    for path in (str(tmp_path), str(Path.home())):
+        assert path not in executed and path not in (tmp_path / "out" / "summary.json").read_text()

@@ -3,7 +3,10 @@
 An artifact is a directory ``<root>/<kind>/<hash>/`` holding ``meta.json`` (the full
 config, metrics, timings) and any number of ``<name>.safetensors`` files. It is built
 in a temporary sibling directory and renamed into place, so it exists whole or not at
-all; a file lock makes two processes asking for the same artifact compute it once.
+all; a file lock makes two processes asking for the same artifact compute it once, and
+whoever takes the lock removes the temporary directories a killed builder left behind.
+``$RTSTUDY_READ_ONLY`` (comma-separated kinds) forbids computing those kinds in this
+process: the report renders its notebooks that way, after the plan built everything.
 Nothing here unpickles anything.
 """
 
@@ -128,6 +131,17 @@ class Builder:
         save_tensors(self.dir / f"{name}.safetensors", tensors, metadata)
 
 
+READ_ONLY_ENV = "RTSTUDY_READ_ONLY"
+
+
+class NotInStore(RuntimeError):
+    """An artifact this process may only read (``$RTSTUDY_READ_ONLY``) is not in the store."""
+
+
+def read_only_kinds() -> set[str]:
+    return {k.strip() for k in os.environ.get(READ_ONLY_ENV, "").split(",") if k.strip()}
+
+
 class Store:
     """Artifacts under ``root`` (default ``$RTSTUDY_STORE`` or ``~/.cache/rtstudy/artifacts``)."""
 
@@ -161,11 +175,17 @@ class Store:
         if found is not None:
             return found
         final = self.path(kind, config)
+        if kind in read_only_kinds():
+            raise NotInStore(f"{kind} artifact {final.name} ({canonical_json(config)[:200]}) is not in "
+                             f"the store, and {READ_ONLY_ENV} forbids computing {kind} artifacts here: "
+                             f"plan it (rtstudy.engine) before reading it")
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
             found = self.get(kind, config)  # another process may have finished meanwhile
             if found is not None:
                 return found
+            for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a builder died holding the lock
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
             try:
                 builder = Builder(tmp)

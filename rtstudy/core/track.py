@@ -12,6 +12,8 @@ a model's internals; it asks the source description's track. A track implements:
                                                                  (``keep_mask(optimizer)``), evaluate
     reinitialize(model, seed)                                    random weights for the from-scratch
                                                                  control (default: reset_parameters)
+    work(desc) -> examples                                       optional: cost of a stage, for
+                                                                 a plan's time estimate
 and names its ``source_desc`` class (a ``SourceDesc`` subclass) and ``recipe`` class.
 Prunable weights: the model's own ``prunable_names()`` if it defines one, else every
 conv/linear weight but the first conv and the last linear (``rtstudy.core.tickets``).
@@ -68,6 +70,11 @@ class Track(ABC):
             for module in model.modules():
                 if callable(getattr(module, "reset_parameters", None)):
                     module.reset_parameters()
+
+    def work(self, desc: SourceDesc | TicketDesc | TransferDesc) -> float | None:
+        """Roughly how many clean training examples (forward and backward) building ``desc``
+        costs, for a plan's time estimate; ``None``: this track does not say."""
+        return None
 
     def source_from_config(self, config: Mapping) -> SourceDesc:
         return self.source_desc.from_config(config)

@@ -47,6 +47,14 @@ def _sparsity(profile: Profile, sparsity: float | None) -> float:
     return float(profile.fixed_sparsities[0] if sparsity is None else sparsity)
 
 
+def grid_e0(P: Profile, *, target=None, sparsity=None, seed=0) -> list[Grid]:
+    """The quickstart's four transfers: natural and robust (eps_star), dense and one OMP
+    ticket, on one target, finetuning seed ``seed``, source seed 0."""
+    tickets = [DENSE, TicketSpec("omp", "unstructured", _sparsity(P, sparsity))]
+    return [Grid(standard_sources(P), tickets, [target or P.targets[0]], [int(seed)],
+                 source_seeds=[0], controls="none")]
+
+
 def grid_e1(P: Profile, *, source_seeds=None, targets=None, sparsities=None, seeds=None,
             eps=None) -> list[Grid]:
     """Natural vs robust OMP tickets over the sparsity axis."""

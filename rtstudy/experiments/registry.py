@@ -69,7 +69,7 @@ class ExperimentRegistry(Registry):
 
 
 EXPERIMENTS = ExperimentRegistry([
-    Experiment("E0", "quickstart", "00_quickstart", findings.quickstart_finding),
+    Experiment("E0", "quickstart", "00_quickstart", findings.quickstart_finding, grids.grid_e0),
     Experiment("E1", "main: robust vs natural tickets", "01_main", findings.main_finding, grids.grid_e1),
     Experiment("E2", "how much robustness (eps sweep)", "02_eps", findings.eps_sweep_finding, grids.grid_e2),
     Experiment("E3", "sparsity patterns", "03_patterns", findings.pattern_finding, grids.grid_e3),

@@ -239,6 +239,31 @@ class VisionTrack(Track):
         ev = EvalSet(tx, ty, desc.evaluation.eval_attack, desc.evaluation.robust_n)
         return {**evaluate(model, ev, device), "n_train": len(y)}
 
+    def work(self, desc) -> float:
+        """Clean-step equivalents: examples x epochs (at least ``min_steps`` batches) x the
+        attack's cost (FGSM-RS 1.8, PGD-k 1 + 0.75 k); a probe trains only its head (0.3)."""
+        if isinstance(desc, VisionSource):
+            n = len(source_task(desc).train_y) * desc.fraction
+            return _examples(n, desc.train)
+        if isinstance(desc, TransferDesc):
+            n = len(source_task(desc.source, desc.target).train_y) * desc.fraction
+            return _examples(n, desc.recipe) * (0.3 if desc.regime == "probe" else 1.0)
+        if isinstance(desc, TicketDesc) and desc.rate is not None:  # IMP: a retraining per round
+            rounds = len(desc.pattern.imp_schedule(desc.sparsity, desc.rate))
+            if desc.target is not None:
+                n = len(source_task(desc.source, desc.target).train_y) * desc.target_fraction
+                return rounds * _examples(n, desc.finetune.with_(epochs=desc.epochs))
+            n = len(source_task(desc.source).train_y) * desc.source.fraction
+            return rounds * _examples(n, desc.source.train.with_(epochs=desc.epochs))
+        return 0.0
+
+
+def _examples(n: float, recipe: TrainConfig) -> float:
+    steps = max(recipe.epochs * n / recipe.batch_size, recipe.min_steps)
+    attack = recipe.attack
+    cost = {"none": 1.0, "fgsm_rs": 1.8}.get(attack.kind, 1.0 + 0.75 * attack.steps)
+    return steps * min(recipe.batch_size, n) * cost
+
 
 VISION = register_track(VisionTrack())
 
