@@ -101,6 +101,7 @@ def _device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+RENDER_PRIORITY = 1_500_000_000  # a notebook whose tasks are done renders before more transfers run
 READ_ONLY_AT_RENDER = "source,ticket,imp_round,transfer"  # the plan trained them all
 
 
@@ -174,7 +175,8 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                 futures[f"render-{exp}"] = client.submit(
                     render_notebook, exp, EXPERIMENTS[exp], str(src), str(staging.resolve()), params, env,
                     *deps,
-                    key=f"render-{exp}-{os.getpid()}-{time.time_ns()}", retries=0)
+                    key=f"render-{exp}-{os.getpid()}-{time.time_ns()}", retries=0,
+                    priority=RENDER_PRIORITY)
                 stages[f"render-{exp}"] = "render"
             totals = {s: list(stages.values()).count(s) for s in dict.fromkeys(stages.values())}
             bar = PlanProgress(totals, interval=interval)

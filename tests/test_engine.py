@@ -146,18 +146,19 @@ def test_two_plans_at_once_compute_each_artifact_once(tmp_path, monkeypatch):
     descs = _transfers(epochs=2000)
     errors = []
 
-    def one_plan():
+    def one_plan(c):
         try:
-            with open_client(workers=1, log=lambda *a: None) as c:
-                execute(c, plan_transfers(descs, store), store, progress=False)
+            execute(c, plan_transfers(descs, store), store, progress=False)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=one_plan) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # two clusters (started one after the other), two plans at once on one store
+    with open_client(workers=1, log=lambda *a: None) as c1, open_client(workers=1, log=lambda *a: None) as c2:
+        threads = [threading.Thread(target=one_plan, args=(c,)) for c in (c1, c2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert errors == []
     builds = log.read_text().splitlines()
     assert len(builds) == 2 + 9 and len(set(builds)) == len(builds), builds
@@ -210,3 +211,9 @@ def test_progress_is_a_tqdm_bar_in_a_terminal():
 
 def test_empty_plan_is_valid():
     assert Plan().counts()["source"] == {"total": 0, "done": 0}
+
+
+def test_local_workers_keep_glibc_dynamic_malloc_thresholds(client):
+    """Dask's default MALLOC_TRIM_THRESHOLD_ makes torch training 1.75x slower: not in ours."""
+    envs = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert set(envs.values()) == {None}

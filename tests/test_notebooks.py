@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,10 +23,14 @@ NOTEBOOK_FILES = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if re.match(r"\d\d_
 EXPECTED = [e for e, _ in notebook_order()]
 
 
+STORE_DIRS = []
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "smoke"
     store = tmp_path_factory.mktemp("store")
+    STORE_DIRS.append(store)
     threads = os.environ.get("RTSTUDY_TEST_THREADS", "1")
     old = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # the kernels inherit these
@@ -110,3 +115,22 @@ def test_html_pages_render_offline_with_plotly(report):
         assert '<script src="plotly.min.js"' in page, info["html"]
         assert not re.search(r'<script[^>]+src="https?://', page), f"{info['html']} loads a remote script"
         assert info["html"] in index
+
+
+def test_no_machine_path_in_any_generated_file(report):
+    out, summary = report
+    machine = [str(out.parent), str(STORE_DIRS[0]), str(NOTEBOOKS.parent), str(Path.home())]
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".ipynb", ".html", ".json"):
+            text = path.read_text()
+            for m in machine:
+                assert m not in text, f"{path.name} names the machine path {m}"
+
+
+def test_plan_stage_times_are_in_the_summary(report):
+    _, summary = report
+    stages = summary["stages"]
+    assert {"source", "ticket", "transfer", "render"} <= set(stages)
+    assert stages["source"]["computed"] == stages["source"]["tasks"] > 0  # an empty store: all built
+    assert stages["render"]["notebooks"] == len(summary["experiments"])
+    assert 0 < summary["cpu_utilisation"] <= 1.0

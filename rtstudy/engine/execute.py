@@ -25,6 +25,15 @@ from rtstudy.engine.progress import PlanProgress
 
 GPU = "GPU"  # the worker resource a GPU task asks for (start GPU workers with --resources GPU=1)
 
+# Dask's nanny sets MALLOC_TRIM_THRESHOLD_ (64 KiB) in its workers' environment. Any explicit
+# value turns off glibc's dynamic mmap threshold, so every large tensor is mmap'ed and unmapped
+# again: measured, one-thread torch training ran 1.75x slower in such a worker. Unset (None)
+# for our workers; the statistical profiler (for the dashboard) is off too.
+WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
+
 
 class TaskFailed(RuntimeError):
     """A task of the plan raised: names its stage and description."""
@@ -59,9 +68,12 @@ def open_client(scheduler: str | None = None, *, workers: int | None = None, gpu
     n = workers or default_workers()
     if n < 1:
         raise ValueError(f"workers must be >= 1, got {n}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           resources={GPU: 1} if gpu else None, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
+    import dask
+
+    with dask.config.set(WORKER_CONFIG):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               resources={GPU: 1} if gpu else None, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         log(f"[plan] Dask LocalCluster: {n} worker process(es), one thread each")
@@ -120,7 +132,8 @@ def submit_plan(client, plan: Plan, store: Store, *, gpu: bool = False, retries:
     """Submit every task the store does not hold yet; ``{task key: Future}``.
 
     A task's dependencies are passed to it as arguments, so the scheduler runs it after
-    them. Its Dask key is the plan's key and the store's, so two plans on one scheduler
+    them. Sources go first, the costliest first (``Track.work``), then tickets, then
+    transfers: what many tasks wait on is never left for the end. Its Dask key is the plan's key and the store's, so two plans on one scheduler
     and one store share their tasks, and plans on different stores do not."""
     import hashlib
 
@@ -132,8 +145,19 @@ def submit_plan(client, plan: Plan, store: Store, *, gpu: bool = False, retries:
             continue
         deps = [futures[d] for d in task.deps if d in futures]
         futures[key] = client.submit(run_task, task.stage, task.desc, str(store.root), device, *deps,
-                                     key=f"{key}-{where}", retries=retries, resources={GPU: 1} if gpu else None)
+                                     key=f"{key}-{where}", retries=retries, priority=_priority(task),
+                                     resources={GPU: 1} if gpu else None)
     return futures
+
+
+STAGE_PRIORITY = {"source": 2_000_000_000, "ticket": 1_000_000_000, "transfer": 0}
+
+
+def _priority(task: Task) -> int:
+    """Dask runs ready tasks of higher priority first: by stage, then by cost."""
+    from rtstudy.core.track import track_of
+
+    return STAGE_PRIORITY[task.stage] + int(min(track_of(task.source).work(task.desc) or 0.0, 9e8) // 1000)
 
 
 @dataclass
