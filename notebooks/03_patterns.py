@@ -36,8 +36,8 @@ source_seeds = None  # source-model seeds, the unit of replication (None: profil
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E3").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, patterns=patterns,
-                                        nm=nm, seeds=seeds)
+[grid, probe_grid] = X.EXPERIMENTS.get("E3").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, patterns=patterns,
+                                                    nm=nm, seeds=seeds)
 sources, tickets, targets, seeds = grid.sources, grid.tickets, grid.targets, grid.seeds
 sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
 patterns = list(dict.fromkeys(t.pattern.name for t in tickets))
@@ -58,15 +58,27 @@ plots.show(fig)
 display(Markdown(X.markdown_table(pre, ["task", "pattern_label"], "ticket_source")))
 
 # %% [markdown]
+# ## The same tickets under a linear probe
+# Only a new head trains on T; the pruned pretrained features stay as they are. Where the
+# features carry the transfer, this is where a magnitude ticket's head start should show.
+
+# %%
+probe_rows = X.run(P, probe_grid)
+for r in probe_rows:
+    r["pattern_label"] = short[r["ticket"]]
+    r["ticket_source"] = f"{r['source']} {SCHEME_NAMES.get(r['scheme'], r['scheme'])}"
+display(Markdown(X.markdown_table(probe_rows, ["task", "pattern_label"], "ticket_source")))
+
+# %% [markdown]
 # ## Finding
 
 # %%
 robust_name = sources[1].label
-finding = X.pattern_finding(rows, robust_name)
+finding = X.pattern_finding(rows, robust_name, probe_rows)
 # why OMP and random tickets end up where they do: what each keeps before finetuning, what moves
 finding = finding.with_paragraph(X.omp_random_explanation(rows, X.ticket_diagnostics(P, grid)))
 display(Markdown(finding.markdown))
-recorded = record("E3", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+recorded = record("E3", rows + probe_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "patterns": patterns, "nm": list(nm), "seeds": seeds,
                                         "robust_source": robust_name}, results_dir,
                   contrasts=finding.contrasts)

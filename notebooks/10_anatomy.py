@@ -62,7 +62,7 @@ live_explorer = None  # show the live widgets (None: only interactively, i.e. wh
 # %%
 torch.set_num_threads(threads)
 data = ExplorerData(Store(store_dir), profile)
-print(f"store {data.store.root}: {len(data.sources)} source model(s) of this family")
+print(f"{len(data.sources)} stored source model(s) of this family")
 for entry in data.sources:
     metrics = entry.artifact.metrics
     print(f"  {entry.label:34s} test acc {metrics.get('test_acc', float('nan')):.3f}"

@@ -393,6 +393,21 @@ def test_pattern_finding_compares_omp_tickets_only_and_checks_against_random():
     assert "across the 6 contrasts of this notebook" in finding  # 2 cells + 4 sanity
 
 
+def test_pattern_finding_adds_omp_vs_random_under_the_probe_to_its_holm_family():
+    probe = []
+    for scheme, base in (("omp", 0.60), ("random", 0.30)):  # OMP +30 points under the probe
+        probe += _pair(NULL, base=base, scheme=scheme, regime="probe",
+                       pattern="unstructured", sparsity=0.8, pattern_label="unstructured 80%")
+    finding = X.pattern_finding(_patterns(), R, probe)
+    assert ("Where magnitude tickets keep their advantage: under a linear probe (the pruned "
+            "pretrained features frozen, only a new head trained on T) the OMP ticket is +30.0 "
+            "points from the random one on average.") in finding
+    assert ("OMP vs random under the probe (Holm-adjusted): OMP better in 2, tied in 0, worse in 0 "
+            "of 2 (task, source, pattern) cells.") in finding
+    assert "across the 8 contrasts of this notebook" in finding  # 2 cells + 4 sanity + 2 probe
+    assert X.pattern_finding(_patterns(), R) == X.pattern_finding(_patterns(), R, [])
+
+
 def _schemes(schemes=("omp", "imp_source", "random")) -> list[dict]:
     diffs = {"omp": SEP, "imp_source": NULL, "random": NEG}
     base = {"omp": 0.80, "imp_source": 0.82, "random": 0.50}

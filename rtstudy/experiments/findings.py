@@ -768,22 +768,41 @@ def _sanity_words(lead: str, cells: str, subject: str):
     return lambda adjusted, gate, ranked: _tally(adjusted, lead, cells, subject=subject)
 
 
-def pattern_finding(rows: Iterable[dict], robust_name: str) -> Finding:
+def _probe_words(adjusted, gate, ranked) -> str:
+    cs = [c for c in adjusted if c.has_interval]
+    if not cs:
+        return ""
+    mean = sum(c.points for c in cs) / len(cs)
+    return (f" Where magnitude tickets keep their advantage: under a linear probe (the pruned "
+            f"pretrained features frozen, only a new head trained on T) the OMP ticket is "
+            f"{_pts(mean)} points from the random one on average."
+            + _tally(cs, "OMP vs random under the probe", "(task, source, pattern)", subject="OMP"))
+
+
+def pattern_finding(rows: Iterable[dict], robust_name: str,
+                    probe_rows: Iterable[dict] = ()) -> Finding:
     """E3: robust vs natural OMP tickets per (task, ``pattern_label``), and the sanity check
     OMP vs random tickets per (task, source, pattern) as paired contrasts (``scheme`` "omp" −
-    the random baseline), one Holm family with the dense transfer gains.
+    the random baseline), finetuned and, with ``probe_rows``, under a linear probe; one Holm
+    family with the dense transfer gains.
 
-    ``rows``: E3's rows (``pattern_label``, ``scheme``, ``source_seed``, ``init``);
-    ``robust_name``: the robust source's label for the text.
+    ``rows``: E3's finetuned rows (``pattern_label``, ``scheme``, ``source_seed``, ``init``);
+    ``probe_rows``: its probe rows (``regime`` "probe"); ``robust_name``: the robust
+    source's label for the text.
     """
     rows = list(rows)
-    sanity = paired_contrasts(rows, factor="scheme", a="omp", b=BASELINE,
-                              by=("task", "source", "pattern_label"))
+    by = ("task", "source", "pattern_label")
+    sanity = paired_contrasts(rows, factor="scheme", a="omp", b=BASELINE, by=by)
     words = _sanity_words("Sanity check, OMP vs random tickets at the same per-layer sparsity",
                           "(task, source, pattern)", "OMP")
+    addons = [(sanity, words)]
+    probe_rows = list(probe_rows)
+    if probe_rows:
+        addons.append((paired_contrasts(probe_rows, factor="scheme", a="omp", b=BASELINE, by=by,
+                                        regime="probe"), _probe_words))
     return _standard(rows, f"the robust ({robust_name}) OMP ticket", "the natural one",
                      ("task", "pattern_label"), cells="(task, pattern)",
-                     where={"scheme": "omp"}, addons=[(sanity, words)])
+                     where={"scheme": "omp"}, addons=addons)
 
 
 def scheme_finding(rows: Iterable[dict], robust_name: str,

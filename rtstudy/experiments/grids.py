@@ -75,12 +75,16 @@ def grid_e2(P: Profile, *, source_seeds=None, targets=None, eps_sweep=None, spar
 
 def grid_e3(P: Profile, *, source_seeds=None, targets=None, sparsity=None, patterns=None,
             nm=(2, 4), seeds=None) -> list[Grid]:
-    """OMP and random tickets of each sparsity pattern (N:M at its own sparsity)."""
+    """OMP and random tickets of each sparsity pattern (N:M at its own sparsity), finetuned;
+    and the same tickets under a linear probe (no control: the regime where the pruned
+    pretrained features are all the target gets)."""
     n, m = nm
     tickets = [TicketSpec.at(scheme, pat, _sparsity(P, sparsity), n=n, m=m)
                for pat in param(patterns, list(PATTERNS_E3), str) for scheme in ("omp", "random")]
-    return [_grid(P, standard_sources(P), tickets, targets=targets, seeds=seeds,
-                  source_seeds=source_seeds)]
+    common = dict(targets=targets, seeds=seeds, source_seeds=source_seeds)
+    return [_grid(P, standard_sources(P), tickets, **common),
+            _grid(P, standard_sources(P), tickets, controls="none",
+                  transfers=[TransferSpec(regime="probe")], **common)]
 
 
 def grid_e4(P: Profile, *, source_seeds=None, targets=None, sparsity=None, schemes=None,
