@@ -115,7 +115,7 @@ def test_a_failing_task_names_itself(client, tmp_path):
 
 
 def test_killed_worker_task_is_rerun_and_gives_the_same_artifacts(tmp_path):
-    slow = _transfers(epochs=6000)  # a few seconds per source model
+    slow = _transfers(epochs=2500)  # a few seconds per source model
     undisturbed = Store(tmp_path / "a")
     with open_client(workers=2, log=lambda *a: None) as c:
         execute(c, plan_transfers(slow, undisturbed), undisturbed, progress=False)
@@ -143,7 +143,7 @@ def test_two_plans_at_once_compute_each_artifact_once(tmp_path, monkeypatch):
     log = tmp_path / "builds.log"
     monkeypatch.setenv("TOY_TRACK_LOG", str(log))  # the workers inherit it
     store = Store(tmp_path / "store")
-    descs = _transfers(epochs=2000)
+    descs = _transfers(epochs=800)
     errors = []
 
     def one_plan(c):
