@@ -138,9 +138,8 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     import torch
 
     from rtstudy.core.store import READ_ONLY_ENV, Store
-    from rtstudy.engine.execute import gather, open_client, stage_times, submit_plan
+    from rtstudy.engine.execute import open_client, stage_times, submit_plan, wait
     from rtstudy.engine.plan import plan_report
-    from rtstudy.engine.progress import PlanProgress
     from rtstudy.profiles import get_profile
 
     check_choice("profile", profile, PROFILES)
@@ -178,12 +177,7 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                     key=f"render-{exp}-{os.getpid()}-{time.time_ns()}", retries=0,
                     priority=RENDER_PRIORITY)
                 stages[f"render-{exp}"] = "render"
-            totals = {s: list(stages.values()).count(s) for s in dict.fromkeys(stages.values())}
-            bar = PlanProgress(totals, interval=interval)
-            try:
-                done = gather(futures, stages, progress=bar, describe=_task_label(plan))
-            finally:
-                bar.close()
+            done = wait(futures, stages, describe=_task_label(plan), interval=interval)
         results = {k.removeprefix("render-"): v for k, v in done.items() if k.startswith("render-")}
         summary["experiments"] = {exp: results[exp] for exp, _ in order}
         summary["stages"] = stage_times({k: v for k, v in done.items() if not k.startswith("render-")})

@@ -207,15 +207,22 @@ def stage_times(results: Mapping[str, dict], tasks: Mapping[str, Task] | None = 
     return {s: v.to_dict() for s, v in out.items()}
 
 
+def wait(futures: Mapping[str, object], stages: Mapping[str, str], *, describe=None,
+         progress: bool = True, interval: float = 30.0) -> dict[str, object]:
+    """``gather`` under one progress display counting tasks per stage."""
+    totals = {s: list(stages.values()).count(s) for s in dict.fromkeys(stages.values())}
+    bar = PlanProgress(totals, interval=interval, enabled=progress)
+    try:
+        return gather(futures, stages, describe=describe, progress=bar)
+    finally:
+        bar.close()
+
+
 def execute(client, plan: Plan, store: Store, *, gpu: bool = False, retries: int = 2,
             progress: bool = True, interval: float = 30.0) -> dict[str, dict]:
     """Run ``plan`` on ``client``'s cluster; per-stage times (see ``stage_times``)."""
     futures = submit_plan(client, plan, store, gpu=gpu, retries=retries)
     stages = {k: plan.tasks[k].stage for k in futures}
-    totals = {s: sum(1 for v in stages.values() if v == s) for s in dict.fromkeys(stages.values())}
-    bar = PlanProgress(totals, interval=interval, enabled=progress)
-    try:
-        results = gather(futures, stages, describe=lambda k: plan.tasks[k].desc.label, progress=bar)
-    finally:
-        bar.close()
+    results = wait(futures, stages, describe=lambda k: plan.tasks[k].desc.label, progress=progress,
+                   interval=interval)
     return stage_times(results)

@@ -420,6 +420,13 @@ class ExplorerData:
                      "disagree": _pool(disagree, block), "code": None}
         keep = {k: (1 - sp_a[k], 1 - sp_b[k]) for k in layers}
         fa, fb = set(np.nonzero(surv_a > 0)[0].tolist()), set(np.nonzero(surv_b > 0)[0].tolist())
+
+        def side(entry, ticket, matrix, mask, sp, survival, kept) -> Side:
+            return Side(label=entry.label, short=entry.short, matrix=matrix, mask_matrix=mask,
+                        sparsity=[sp[k] for k in layers], overall_sparsity=masks_mod.sparsity(ticket.weights),
+                        survival=survival, filters_kept=len(kept), ticket_key=ticket.ticket_key,
+                        stored=ticket.stored, transfer=self.transfer_results(entry.key, ticket.ticket_key))
+
         state_used = replace(state, layer=layer, source=src.key,
                              sparsity=sparsity_key(self._sparsity(state.pattern, state.sparsity)))
         return View(
@@ -429,22 +436,8 @@ class ExplorerData:
             layer=layer,
             shape=tuple(a.weights[layer].shape),
             xlabel=xlabel,
-            natural=Side(
-                label=nat.label, short=nat.short, matrix=shown["natural"], mask_matrix=ma,
-                sparsity=[sp_a[k] for k in layers],
-                overall_sparsity=masks_mod.sparsity(a.weights),
-                survival=surv_a, filters_kept=len(fa),
-                ticket_key=a.ticket_key, stored=a.stored,
-                transfer=self.transfer_results(nat.key, a.ticket_key),
-            ),
-            robust=Side(
-                label=src.label, short=src.short, matrix=shown["robust"], mask_matrix=mb,
-                sparsity=[sp_b[k] for k in layers],
-                overall_sparsity=masks_mod.sparsity(b.weights),
-                survival=surv_b, filters_kept=len(fb),
-                ticket_key=b.ticket_key, stored=b.stored,
-                transfer=self.transfer_results(src.key, b.ticket_key),
-            ),
+            natural=side(nat, a, shown["natural"], ma, sp_a, surv_a, fa),
+            robust=side(src, b, shown["robust"], mb, sp_b, surv_b, fb),
             filters_shared=len(fa & fb),
             disagree=disagree,
             disagree_shown=shown["disagree"],
