@@ -5,7 +5,7 @@ import pytest
 
 from rtstudy.core.descriptions import ImpRoundDesc, TicketDesc
 from rtstudy.core.patterns import NM, PATTERNS, make_pattern, pattern_from_config
-from rtstudy.core.schemes import SCHEMES
+from rtstudy.core.schemes import SCHEMES, Scheme
 from rtstudy.profiles import get_profile
 from rtstudy.vision.track import VisionSource, VisionTrack
 
@@ -68,7 +68,7 @@ def test_patterns_are_objects_in_a_registry():
 
 
 def test_schemes_are_a_registry():
-    assert set(SCHEMES) == {"omp", "imp_source", "imp_target", "random"}
+    assert {"omp", "imp_source", "imp_target", "random"} <= set(SCHEMES)  # tracks may add more
     assert SCHEMES.get("imp_target").needs_target and SCHEMES.get("imp_source").trains
     assert not SCHEMES.get("omp").trains and not SCHEMES.get("random").trains
     with pytest.raises(ValueError, match="'magic'.*allowed: 'omp'"):
@@ -100,3 +100,33 @@ def test_bad_transfer_descriptions(smoke):
         P.transfer(natural, P.ticket(robust, "omp", "unstructured", 0.5), "mnist5k")
     with pytest.raises(ValueError, match="eps must be in"):
         P.source_model(-0.1)
+
+
+class _WithOptions(Scheme):
+    """A scheme with options of its own (steps >= 1), for the tests."""
+
+    name = "test_with_options"
+    options = {"steps": 10, "temperature": 0.5}
+
+    def check_options(self, options):
+        if options["steps"] < 1:
+            raise ValueError(f"steps must be >= 1, got {options['steps']}")
+
+
+SCHEMES.register(_WithOptions.name, _WithOptions())
+
+
+def test_scheme_options_are_part_of_the_key_and_checked(smoke):
+    src = smoke[1]
+    plain = TicketDesc(src, _WithOptions.name, sparsity=0.5)
+    tuned = TicketDesc(src, _WithOptions.name, sparsity=0.5, options={"steps": 20})
+    assert plain.option("steps") == 10 and tuned.option("steps") == 20
+    assert "options" not in plain.config() and tuned.config()["options"] == {"steps": 20}
+    assert plain.key != tuned.key
+    assert TicketDesc.from_config(tuned.config(), src) == tuned
+    with pytest.raises(ValueError, match=r"no option\(s\) \['stepz'\]; allowed: steps, temperature"):
+        TicketDesc(src, _WithOptions.name, sparsity=0.5, options={"stepz": 1})
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        TicketDesc(src, _WithOptions.name, sparsity=0.5, options={"steps": 0})
+    with pytest.raises(ValueError, match="allowed: none"):
+        TicketDesc(src, "omp", sparsity=0.5, options={"steps": 1})

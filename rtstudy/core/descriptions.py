@@ -80,8 +80,11 @@ class TicketDesc(Desc):
 
     IMP schemes also carry ``rate`` (fraction of the remaining weights pruned per round)
     and ``epochs`` (retraining per round); IMP on a target carries ``target``, its
-    ``finetune`` recipe and ``target_fraction``. ``rtstudy.core.schemes`` says which a
-    scheme needs; a dense ticket (sparsity 0, no implied sparsity) has key ``"dense"``.
+    ``finetune`` recipe and ``target_fraction``. A scheme with hyperparameters of its own
+    (a learned mask's steps, a schedule) takes them as ``options`` (name -> number, string
+    or bool; the scheme's ``options`` say which and their defaults). ``rtstudy.core.schemes``
+    says which a scheme needs; a dense ticket (sparsity 0, no implied sparsity) has key
+    ``"dense"``.
     """
 
     kind: ClassVar[str] = "ticket"
@@ -95,10 +98,13 @@ class TicketDesc(Desc):
     target: str | None = None
     finetune: Recipe | None = None
     target_fraction: float | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         from rtstudy.core.schemes import SCHEMES
 
+        if isinstance(self.options, Mapping):
+            object.__setattr__(self, "options", tuple(sorted(self.options.items())))
         if isinstance(self.pattern, str):
             object.__setattr__(self, "pattern", make_pattern(self.pattern))
         if not isinstance(self.pattern, Pattern):
@@ -125,7 +131,15 @@ class TicketDesc(Desc):
         if self.target is not None:
             c.update(target=self.target, finetune=self.finetune.to_dict(),
                      target_fraction=self.target_fraction, train_first=True)
+        if self.options:
+            c["options"] = dict(self.options)
         return c
+
+    def option(self, name: str):
+        """The value of the scheme option ``name`` (its default when not given)."""
+        from rtstudy.core.schemes import SCHEMES
+
+        return dict(self.options).get(name, SCHEMES.get(self.scheme).options[name])
 
     @property
     def key(self) -> str:
@@ -148,7 +162,8 @@ class TicketDesc(Desc):
         return cls(source=source, scheme=config["scheme"], pattern=pattern_from_config(config),
                    sparsity=config["sparsity"], seed=config.get("seed", 0), rate=config.get("rate"),
                    epochs=config.get("epochs"), target=config.get("target"), finetune=finetune,
-                   target_fraction=config.get("target_fraction"))
+                   target_fraction=config.get("target_fraction"),
+                   options=config.get("options", ()))
 
 
 @dataclass(frozen=True)

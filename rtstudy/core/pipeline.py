@@ -102,6 +102,10 @@ class _StoredDrawing:
     def model(self) -> nn.Module:
         return self.source.model
 
+    @property
+    def device(self) -> torch.device:
+        return self.source.device
+
     def ticket(self, desc: TicketDesc) -> Mask:
         return draw_ticket(desc, store=self.store, progress=self.progress, source=self.source).mask
 

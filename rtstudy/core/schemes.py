@@ -9,8 +9,10 @@ New schemes (learned masks, masks drawn during training) register here too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import torch
 import torch.nn as nn
 
 from rtstudy.core.checks import check_range
@@ -23,9 +25,12 @@ if TYPE_CHECKING:
 
 
 class Drawing(Protocol):
-    """What a scheme may use: the source ``model`` and the drawing of other tickets."""
+    """What a scheme may use: the source ``model`` (on ``device``) and the drawing of other
+    tickets. A scheme that learns its mask with data asks the source's track
+    (``rtstudy.core.track.track_of(desc.source)``) for the training it needs."""
 
     model: nn.Module
+    device: torch.device
 
     def ticket(self, desc: TicketDesc) -> Mask:
         """The mask of another ticket of the same source (drawn or read from the store)."""
@@ -38,15 +43,27 @@ class Drawing(Protocol):
 
 class Scheme:
     """A way of drawing a ticket. ``trains``: needs data and training; ``needs_target``:
-    drawn on a downstream task; ``redrawn_per_seed``: a study draws one mask per seed."""
+    drawn on a downstream task; ``redrawn_per_seed``: a study draws one mask per seed;
+    ``options``: the scheme's own hyperparameters and their defaults (a ticket's
+    ``options`` may set them; ``check_options`` checks their values)."""
 
     name: ClassVar[str] = ""
     trains: ClassVar[bool] = False
     needs_target: ClassVar[bool] = False
     redrawn_per_seed: ClassVar[bool] = False  # the mask itself depends on the seed
+    options: ClassVar[Mapping[str, Any]] = {}
 
     def validate(self, desc: TicketDesc) -> None:
         """Raise ``ValueError`` when ``desc`` lacks what this scheme needs."""
+        unknown = sorted(set(dict(desc.options)) - set(self.options))
+        if unknown:
+            allowed = ", ".join(self.options) or "none"
+            raise ValueError(f"scheme {self.name!r} has no option(s) {unknown}; allowed: {allowed}")
+        for key, value in desc.options:
+            if not isinstance(value, (int, float, str, bool)):
+                raise ValueError(f"option {key!r} of scheme {self.name!r} must be a number, string "
+                                 f"or bool; got {value!r}")
+        self.check_options({**self.options, **dict(desc.options)})
         if self.needs_target and desc.target is None:
             raise ValueError(f"scheme {self.name!r} needs a target task; got target=None")
         if self.needs_target and (desc.finetune is None or desc.target_fraction is None):
@@ -61,6 +78,10 @@ class Scheme:
             check_range("rate", desc.rate, 0.0, 1.0, low_open=True, high_open=True)
         elif desc.rate is not None or desc.epochs is not None:
             raise ValueError(f"scheme {self.name!r} does not retrain; rate/epochs must be None")
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` naming an option whose value is out of range (all of them,
+        defaults filled in); nothing to check by default."""
 
     def draw(self, drawing: Drawing, desc: TicketDesc) -> Mask:
         raise NotImplementedError

@@ -139,6 +139,7 @@ class _MemoryDrawing:
     def __init__(self, model: torch.nn.Module,
                  reference: Callable[[TicketDesc], Mapping[str, torch.Tensor]] | None):
         self.model = model
+        self.device = next(model.parameters()).device
         self._reference = reference
 
     def ticket(self, desc: TicketDesc) -> dict[str, torch.Tensor]:
