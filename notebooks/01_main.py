@@ -34,11 +34,12 @@ targets = None  # downstream tasks (None: profile.targets)
 sparsities = None  # sparsity axis (None: profile.sparsities)
 seeds = None  # finetuning seeds (None: profile.seeds)
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 eps = None  # the robust source's eps (None: profile.eps_star)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E1").grids(P, source_seeds=source_seeds, targets=targets, sparsities=sparsities, seeds=seeds, eps=eps)
+[grid] = X.EXPERIMENTS.get("E1").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, sparsities=sparsities, seeds=seeds, eps=eps)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsities = [t.sparsity for t in grid.tickets]
 robust_name = sources[1].label
@@ -56,6 +57,7 @@ display(Markdown(table))
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 fig = X.curve_figure(pre, x="sparsity", series="source", title=f"OMP tickets from {P.source}: "
                      f"natural vs robust ({robust_name}), mean ± 95% CI over {len(seeds)} seeds",
@@ -67,9 +69,9 @@ display(Markdown(X.markdown_table(pre, ["task", "sparsity"], "source")))
 # ## Finding
 
 # %%
-finding = X.main_finding(rows, robust_name)
+finding = X.main_finding(rows, robust_name, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
-recorded = record("E1", rows + source_rows, finding,
+recorded = record("E1", rows + source_rows + gate_rows, finding,
                   {"profile": profile, "targets": targets, "sparsities": sparsities, "seeds": seeds,
                    "robust_source": robust_name, "scheme": "omp", "pattern": "unstructured"}, results_dir,
                   contrasts=finding.contrasts)

@@ -34,10 +34,11 @@ eps_sweep = None  # source budgets incl. 0 (None: profile.eps_sweep)
 sparsities = None  # None: profile.fixed_sparsities
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E2").grids(P, source_seeds=source_seeds, targets=targets, eps_sweep=eps_sweep,
+[grid] = X.EXPERIMENTS.get("E2").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, eps_sweep=eps_sweep,
                                         sparsities=sparsities, seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds  # eps 0 -> the natural source
 eps_sweep = [s.eps for s in sources]
@@ -60,6 +61,7 @@ plots.show(fig)
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 fig = X.curve_figure(pre, x="eps", series="sparsity", title="Transfer accuracy vs the source's ε "
                      "(OMP tickets)", x_title="pretraining ε (0 = natural)",
@@ -72,9 +74,9 @@ display(Markdown(X.markdown_table(pre, ["task", "sparsity"], "eps")))
 # ## Finding
 
 # %%
-finding = X.eps_sweep_finding(rows)
+finding = X.eps_sweep_finding(rows, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
-recorded = record("E2", rows + source_rows, finding,
+recorded = record("E2", rows + source_rows + gate_rows, finding,
                   {"profile": profile, "targets": targets, "eps_sweep": eps_sweep, "sparsities": sparsities,
                    "seeds": seeds, "robust_kind": P.robust_kind, "norm": P.norm}, results_dir,
                   contrasts=finding.contrasts)

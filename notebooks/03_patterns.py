@@ -33,10 +33,11 @@ patterns = None  # None: ["unstructured", "channel", "nm"]
 nm = (2, 4)  # N:M pattern: keep n of every m
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 
 # %%
 P = get_profile(profile)
-[grid, probe_grid] = X.EXPERIMENTS.get("E3").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, patterns=patterns,
+[grid, probe_grid] = X.EXPERIMENTS.get("E3").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, sparsity=sparsity, patterns=patterns,
                                                     nm=nm, seeds=seeds)
 sources, tickets, targets, seeds = grid.sources, grid.tickets, grid.targets, grid.seeds
 sparsity = float(P.fixed_sparsities[0] if sparsity is None else sparsity)
@@ -46,6 +47,7 @@ print([t.label for t in tickets], targets, seeds)
 # %%
 SCHEME_NAMES = {"omp": "OMP"}
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 short = {t.label: t.short_label for t in tickets}
 for r in rows:  # a readable pattern column for figures and tables
@@ -74,11 +76,11 @@ display(Markdown(X.markdown_table(probe_rows, ["task", "pattern_label"], "ticket
 
 # %%
 robust_name = sources[1].label
-finding = X.pattern_finding(rows, robust_name, probe_rows)
+finding = X.pattern_finding(rows, robust_name, probe_rows, gate_rows=gate_rows)
 # why OMP and random tickets end up where they do: what each keeps before finetuning, what moves
 finding = finding.with_paragraph(X.omp_random_explanation(rows, X.ticket_diagnostics(P, grid)))
 display(Markdown(finding.markdown))
-recorded = record("E3", rows + probe_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+recorded = record("E3", rows + probe_rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "patterns": patterns, "nm": list(nm), "seeds": seeds,
                                         "robust_source": robust_name}, results_dir,
                   contrasts=finding.contrasts)

@@ -34,10 +34,11 @@ sparsity = None  # None: profile.fixed_sparsities[0]
 schemes = None  # None: ["omp", "imp_source", "imp_target", "random"]
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E4").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, schemes=schemes,
+[grid] = X.EXPERIMENTS.get("E4").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, sparsity=sparsity, schemes=schemes,
                                         seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsity = grid.tickets[0].sparsity
@@ -47,6 +48,7 @@ print(f"schemes {schemes} at {sparsity:.0%}; IMP prunes {P.imp_rate:.0%} of the 
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 fig = X.bar_figure(pre, x="scheme", series="source",
                    title=f"Pruning schemes at {sparsity:.0%} sparsity: natural vs robust source",
@@ -59,11 +61,11 @@ display(Markdown(X.markdown_table(pre, ["task", "scheme"], "source")))
 
 # %%
 robust_name = sources[1].label
-finding = X.scheme_finding(rows, robust_name, schemes)
+finding = X.scheme_finding(rows, robust_name, schemes, gate_rows=gate_rows)
 # why OMP and random tickets end up where they do: what each keeps before finetuning, what moves
 finding = finding.with_paragraph(X.omp_random_explanation(rows, X.ticket_diagnostics(P, grid)))
 display(Markdown(finding.markdown))
-recorded = record("E4", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+recorded = record("E4", rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "schemes": schemes, "seeds": seeds, "imp_rate": P.imp_rate,
                                         "imp_epochs": P.imp_epochs, "robust_source": robust_name}, results_dir,
                   contrasts=finding.contrasts)

@@ -31,13 +31,14 @@ targets = None  # None: profile.targets
 sparsity = None  # None: profile.fixed_sparsities[0]
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 eps_linf = None  # ℓ∞ budget (None: profile.eps_star)
 eps_l2 = None  # ℓ2 budget (None: profile.eps_l2)
 
 # %%
 P = get_profile(profile)
 # natural; E1's robust source (shared); the other attack kind; the other norm
-[grid] = X.EXPERIMENTS.get("E5").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, seeds=seeds,
+[grid] = X.EXPERIMENTS.get("E5").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, sparsity=sparsity, seeds=seeds,
                                         eps_linf=eps_linf, eps_l2=eps_l2)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsity = grid.tickets[0].sparsity
@@ -55,6 +56,7 @@ display(Markdown(table))
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 fig = X.bar_figure(pre, x="task", series="source_label", facet="sparsity",
                    title=f"OMP tickets at {sparsity:.0%} from differently robustified sources",
@@ -66,9 +68,9 @@ display(Markdown(X.markdown_table(pre, ["task"], "source_label")))
 # ## Finding
 
 # %%
-finding = X.attack_finding(rows, names)
+finding = X.attack_finding(rows, names, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
-recorded = record("E5", rows + source_rows, finding,
+recorded = record("E5", rows + source_rows + gate_rows, finding,
                   {"profile": profile, "targets": targets, "sparsity": sparsity, "seeds": seeds,
                    "sources": names, "eps_linf": eps_linf, "eps_l2": eps_l2,
                    "pgd_steps": P.robust_steps}, results_dir,

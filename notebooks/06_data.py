@@ -32,10 +32,11 @@ fractions = None  # fractions of T's training set (None: profile.data_fractions)
 sparsity = None  # None: profile.fixed_sparsities[0]
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E6").grids(P, source_seeds=source_seeds, targets=targets, fractions=fractions, sparsity=sparsity,
+[grid] = X.EXPERIMENTS.get("E6").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, fractions=fractions, sparsity=sparsity,
                                         seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 fractions = [t.fraction for t in grid.transfers]
@@ -44,6 +45,7 @@ print(f"fractions {fractions}; OMP {sparsity:.0%}; targets {targets}; seeds {see
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 fig = X.curve_figure(pre, x="fraction", series="source", log_x=True,
                      title=f"Data-limited transfer: OMP {sparsity:.0%} tickets, natural vs robust",
@@ -59,9 +61,9 @@ print("training images per (task, fraction):", {f"{t} {X.pct(f)}": n for (t, f),
 
 # %%
 robust_name = sources[1].label
-finding = X.data_finding(rows, robust_name, targets)
+finding = X.data_finding(rows, robust_name, targets, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
-recorded = record("E6", rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,
+recorded = record("E6", rows + gate_rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,
                                         "sparsity": sparsity, "seeds": seeds, "robust_source": robust_name},
                   results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -32,10 +32,11 @@ sparsities = None  # None: [0 (dense), profile.fixed_sparsities[0]]
 regimes = ("finetune", "probe")
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E7").grids(P, source_seeds=source_seeds, targets=targets, sparsities=sparsities, regimes=regimes,
+[grid] = X.EXPERIMENTS.get("E7").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, sparsities=sparsities, regimes=regimes,
                                         seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsities = [t.sparsity for t in grid.tickets]
@@ -44,6 +45,7 @@ print(f"regimes {regimes}; sparsities {sparsities}; targets {targets}; seeds {se
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 for r in rows:
     r["setting"] = f"{r['regime']} · {'dense' if r['sparsity'] == 0 else X.pct(r['sparsity'])}"
@@ -58,9 +60,9 @@ display(Markdown(X.markdown_table(pre, ["task", "regime", "sparsity"], "source")
 
 # %%
 robust_name = sources[1].label
-finding = X.regime_finding(rows, robust_name, regimes)
+finding = X.regime_finding(rows, robust_name, regimes, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
-recorded = record("E7", rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,
+recorded = record("E7", rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,
                                         "regimes": regimes, "seeds": seeds, "robust_source": robust_name},
                   results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

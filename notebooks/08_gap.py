@@ -38,13 +38,14 @@ include_source = True  # also transfer to S itself (same number of training imag
 sparsity = None  # None: profile.fixed_sparsities[0]
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 gap_n = 500  # images per task for the distance
 
 # %%
 P = get_profile(profile)
 # every target and shift; with include_source also S itself, with as many training images as
 # the first target gets, so the source task is not favoured by its size (Fashion-MNIST has 60k)
-grids = X.EXPERIMENTS.get("E8").grids(P, source_seeds=source_seeds, targets=targets, shifts=shifts, include_source=include_source,
+grids = X.EXPERIMENTS.get("E8").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, shifts=shifts, include_source=include_source,
                                       sparsity=sparsity, seeds=seeds)
 sources, tasks, seeds = grids[0].sources, grids[0].targets, grids[0].seeds
 sparsity = grids[0].tickets[0].sparsity
@@ -68,12 +69,13 @@ display(Markdown("| target | Fréchet distance to " + P.source + " |\n|---|---|\
 # %%
 rows = [r for grid in grids
         for r in X.run(P, grid, extra=lambda s, t, task, tr, seed: {"distance": dist[task]})]
+gate_rows = [r for grid in grids for r in X.run_gate(P, grid)]  # dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 display(Markdown(X.markdown_table(pre, ["task"], "source")))
 
 # %%
 cs = {c.key[0]: c for c in X.paired_contrasts(rows, by=("task",))}
-transfer_gains = X.transfer_gains(rows, by=("task",))
+transfer_gains = X.transfer_gains(gate_rows, by=("task",))  # the gate: dense models
 fig = X.gain_distance_figure(cs, dist, title=f"Robust − natural gain at {sparsity:.0%} sparsity vs "
                              "the measured S→T distance",
                              x_title=f"Fréchet distance of penultimate features ({P.source} → T)")
@@ -85,7 +87,7 @@ plots.show(fig)
 # %%
 finding = X.gap_finding(cs, dist, transfer_gains)
 display(Markdown(finding.markdown))
-recorded = record("E8", rows, finding, {"profile": profile, "targets": all_tasks, "sparsity": sparsity,
+recorded = record("E8", rows + gate_rows, finding, {"profile": profile, "targets": all_tasks, "sparsity": sparsity,
                                         "seeds": seeds, "gap_n": gap_n, "distances": dist,
                                         "robust_source": sources[1].label}, results_dir,
                   contrasts=finding.contrasts)

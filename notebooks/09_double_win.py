@@ -34,10 +34,11 @@ sparsity = None  # None: profile.fixed_sparsities[0]
 eps = None  # finetuning and evaluation budget (None: profile.eps_star)
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E9").grids(P, source_seeds=source_seeds, targets=targets, sparsity=sparsity, eps=eps, seeds=seeds)
+[grid] = X.EXPERIMENTS.get("E9").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, sparsity=sparsity, eps=eps, seeds=seeds)
 sources, targets, seeds = grid.sources, grid.targets, grid.seeds
 sparsity = grid.tickets[0].sparsity
 eps = grid.transfers[0].eval_eps
@@ -46,6 +47,7 @@ print(f"OMP {sparsity:.0%}; eps {eps_label(eps)} ({P.norm}), PGD-{P.eval_attack_
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 pre = X.select(rows, init="pretrained")  # figures and tables: the pretrained tickets
 for r in rows:
     r["what"] = f"{r['transfer']} · {'clean' if r['metric'] == 'test_acc' else 'robust'}"
@@ -63,9 +65,9 @@ display(Markdown(X.markdown_table(pre, ["task", "transfer"], "source", metric="r
 
 # %%
 robust_name = sources[1].label
-finding = X.double_win_finding(rows, robust_name, eps)
+finding = X.double_win_finding(rows, robust_name, eps, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
-recorded = record("E9", rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
+recorded = record("E9", rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "eps": eps, "seeds": seeds, "robust_source": robust_name}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

@@ -260,6 +260,7 @@ def replicate_parameters(profile: str) -> dict:
 
     P = get_profile(profile)
     return {"source_seeds": [s + REPLICATE_SEED_OFFSET for s in P.source_seeds],
+            "gate_source_seeds": [s + REPLICATE_SEED_OFFSET for s in P.gate_seeds],
             "seeds": [s + REPLICATE_SEED_OFFSET for s in P.seeds]}
 
 

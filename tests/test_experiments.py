@@ -212,3 +212,29 @@ def test_run_grid_rows_on_the_smoke_profile_and_reuse(tmp_path):
     d_inv = gap.domain_distance(X.pretrain_sources(P, sources, store=store)[sources[0]],
                                 f"{P.source}:invert", n=100, store=store)
     assert 0 <= d_self < d_inv
+
+
+def test_every_grid_carries_its_transfer_gate_under_the_gate_seeds():
+
+    P = get_profile("default")
+    assert set(P.source_seeds) < set(P.gate_seeds)
+    for exp in ("E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9"):
+        grid = X.EXPERIMENTS.get(exp).grids(P)[0]
+        assert grid.gate, exp
+        home = grid.gate[0]  # the profile's targets at its own recipe: the shared gate
+        assert [t.label for t in home.tickets] == ["dense"] and home.controls == "dense"
+        assert home.source_seeds == list(P.gate_seeds) and set(home.targets) <= set(P.targets)
+        assert [s.label for s in home.sources] == [s.label for s in X.standard_sources(P)]
+        for g in grid.gate:
+            assert all(t.regime == "finetune" and not t.adversarial_eps and t.eval_eps is None
+                       for t in g.transfers), exp
+    # other recipes (E6's fractions) and other targets (E8's shifts) under the source seeds
+    e6 = X.EXPERIMENTS.get("E6").grids(P)[0].gate
+    assert [sorted(t.fraction or P.target_fraction for t in g.transfers) for g in e6] == \
+        [[P.target_fraction], [f for f in P.data_fractions if f != P.target_fraction]]
+    assert e6[1].source_seeds == list(P.source_seeds)
+    e8 = X.EXPERIMENTS.get("E8").grids(P)[0].gate
+    assert e8[1].targets == ["mnist5k:invert", "mnist5k:rot90"]
+    assert not X.EXPERIMENTS.get("E3").grids(P)[1].gate  # a probe has no from-scratch control
+    with pytest.raises(ValueError, match=r"gate_source_seeds \(0,\) must include every source seed"):
+        get_profile("default", gate_source_seeds=(0,))

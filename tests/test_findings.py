@@ -302,6 +302,40 @@ def test_main_finding_with_a_single_source_seed_says_the_source_variance_is_miss
     assert "beats" not in one_run and "a single run gives no interval" in one_run
 
 
+def _gate_rows(gains: list[float], task: str = "u") -> list[dict]:
+    """A gate's rows (``run_gate``): dense natural and robust models and their controls under
+    ``len(gains)`` source seeds, pretrained − scratch = ``gains[source seed]`` (both sources)."""
+    out = []
+    for source, eps in (("natural", 0.0), ("robust", 2 / 255)):
+        for ss, g in enumerate(gains):
+            for seed, jit in enumerate((0.0, 0.004)):
+                v = 0.7 + 0.01 * ss + jit
+                for init, value in (("pretrained", v), ("scratch", v - g)):
+                    out.append(row(task, source, eps, "omp", "unstructured", 0.0, seed, "test_acc",
+                                   value, source_seed=ss, init=init, gate=True))
+    return out
+
+
+def test_the_gate_uses_its_own_source_seeds_and_is_a_family_of_its_own():
+    gains = [0.06, 0.02, 0.09, 0.04, 0.07, 0.05]  # +5.5 points: p = 0.11 over 3 seeds, 0.003 over 6
+    assert _t(gains[:3]).pvalue > 0.05 and _t(gains).pvalue < 0.005
+    cells = _pair(SEP, task="u") + _pair(NULL, task="u", sparsity=0.5)
+    three = X.main_finding(cells, R, gate_rows=_gate_rows(gains[:3]))
+    six = X.main_finding(cells, R, gate_rows=_gate_rows(gains))
+    assert three.paragraphs[0].startswith("On u pretraining gives nothing separable")
+    assert "No (task, sparsity) cell is ranked" in three
+    assert six.paragraphs[0].startswith("Pretraining transfers on u: dense natural +5.5 points")
+    assert "beats the natural one at sparsity 80% (+5.0" in six
+    # the gate rows are the gate only: the dense models are no cell of the contrasts
+    assert "sparsity 0%" not in six.paragraphs[1]
+    assert "the transfer gains (6 source seeds) are the gate" in six.paragraphs[-1]
+    assert "Holm-adjusted as a family of their own (2)" in six.paragraphs[-1]
+    # the gate's verdict does not depend on how many contrasts the notebook asks
+    more = cells + sum((_pair(NULL, task="u", sparsity=s) for s in (0.6, 0.7, 0.9, 0.95)), [])
+    wide = X.main_finding(more, R, gate_rows=_gate_rows(gains))
+    assert wide.paragraphs[0] == six.paragraphs[0]
+
+
 def test_main_finding_ranks_only_where_pretraining_transfers():
     rows = (_controls(GAIN, task="t") + _pair(SEP, task="t")
             + _controls(NO_GAIN, task="u") + _pair(SEP, task="u"))
@@ -318,7 +352,9 @@ def test_main_finding_ranks_only_where_pretraining_transfers():
     assert "On u" not in text, "u's tickets would separate, but u is not ranked"
     assert text.endswith("of 2 ranked (task, sparsity) cells; 2 cells not ranked (no separable "
                          "transfer gain).")
-    assert "across the 8 contrasts of this notebook" in design  # 4 gains + 4 cells
+    # gatekeeping: the 4 gains are one family, the 2 cells of t (u not ranked) the other
+    assert "Holm-adjusted as a family of their own (4)" in design
+    assert "across the 2 contrasts of the cells it lets through" in design
     assert "no from-scratch control" not in design
 
 
@@ -543,14 +579,16 @@ def test_gap_finding_leaves_targets_without_a_transfer_gain_out_of_the_trend():
     dist = {f"t{i}": float(i) for i in range(1, 6)}
     transfer = [X.paired_contrast({i: [g] for i, g in enumerate(GAIN if t != "t5" else NO_GAIN)},
                                   (t, "natural")) for t in diffs]
-    finding = X.gap_finding(_gains(diffs), dist, transfer)
+    finding = X.gap_finding(_gains(diffs), dist, transfer, dense=False)
     assert finding.paragraphs[0].startswith("Pretraining transfers on t1: natural +32.0 points "
                                             "over scratch (95% CI [+27.0, +37.0]")
     assert ("On t5 pretraining gives nothing separable over training from scratch, so tickets are "
             "not ranked there: natural +0.1 points over scratch") in finding
     assert "only 4 targets, and a trend needs at least 5" in finding
     assert "t5 (distance" not in finding
-    assert "across the 10 contrasts" in finding
+    # the gate: 5 transfer gains, a family of their own; the 4 targets it lets through: another
+    assert "Holm-adjusted as a family of their own (5)" in finding
+    assert "across the 4 contrasts of the cells it lets through" in finding
 
 
 # ----------------------------------------------------------------------------- E9
@@ -651,3 +689,15 @@ def test_a_ticket_controlled_only_by_its_own_scratch_twin_is_gated_by_its_own_ga
     ranked = [c for c in finding.contrasts if c["kind"] == "robust − natural"]
     assert ranked and all(c["cell"].startswith("t") for c in ranked)  # u is not ranked
     assert all({"cell", "diff", "low", "high", "verdict", "mde"} <= set(c) for c in finding.contrasts)
+
+
+def test_findings_state_each_tickets_own_transfer_gain():
+    cells = _pair(SEP, task="u")
+    scratch = [dict(r, init="scratch", value=r["value"] - 0.10 - 0.004 * r["source_seed"] ** 2)
+               for r in cells]  # each ticket +10.x points over its mask on random weights
+    gains = [0.06, 0.02, 0.09, 0.04, 0.07, 0.05]
+    f = X.main_finding(cells + scratch, R, gate_rows=_gate_rows(gains))
+    assert ("Each ticket against its own mask on random weights (its transfer gain; Holm over the "
+            "2 (task, sparsity, source) cells): above scratch in 2, not separated in 0, below in "
+            "0; the smallest at task u, sparsity 80%, source ") in f
+    assert "Each ticket against" not in X.main_finding(cells, R, gate_rows=_gate_rows(gains))

@@ -365,10 +365,14 @@ def _count(ns: Sequence[int], what: str) -> str:
     return f"{lo} {what}{'' if lo == 1 else 's'}" if lo == hi else f"{lo}–{hi} {what}s"
 
 
-def design_sentence(cs: Sequence[PairedContrast]) -> str:
+def design_sentence(cs: Sequence[PairedContrast], gains: Sequence[PairedContrast] = ()) -> str:
     """How the contrasts were computed: seeds at each level, the interval, the correction
-    (Holm, across the ``family`` contrasts of the notebook) and what a tie means."""
+    (Holm, across the ``family`` contrasts of the notebook; with ``gains``, the transfer gains
+    of the gate as a family of their own) and what a tie means."""
+    gains = [c for c in gains if c.n_source]
     cs = [c for c in cs if c.n_source]
+    if not cs and gains:
+        cs, gains = gains, []
     if not cs:
         return "No paired results."
     seeds = (f"{_count([c.n_source for c in cs], 'source seed')} × "
@@ -383,8 +387,16 @@ def design_sentence(cs: Sequence[PairedContrast]) -> str:
     if any(not c.has_interval for c in cs):
         bits.append("a single run gives no interval, so nothing is claimed there")
     family = max(c.family for c in cs)
-    bits.append(f"verdicts use p-values Holm-adjusted across the {family} contrast"
-                f"{'' if family == 1 else 's'} of this notebook (α = 0.05); a tie reads \"no "
+    if gains:
+        g = max(c.family for c in gains)
+        bits.append(f"the transfer gains ({_count([c.n_source for c in gains], 'source seed')}) "
+                    f"are the gate: Holm-adjusted as a family of their own ({g}), so a gate's "
+                    "verdict does not depend on how many other questions a notebook asks; only "
+                    "the cells whose gate passed are tested")
+        what = f"the {family} contrast{'' if family == 1 else 's'} of the cells it lets through"
+    else:
+        what = f"the {family} contrast{'' if family == 1 else 's'} of this notebook"
+    bits.append(f"verdicts use p-values Holm-adjusted across {what} (α = 0.05); a tie reads \"no "
                 "difference larger than X points\", X being the smallest true difference the "
                 "design detects with 80% power (two-sided α = 0.05 before the correction)")
     return "; ".join(bits) + "."
@@ -488,15 +500,20 @@ class _Gate:
 
 
 def _dense_gate(rows: list[dict], cell_by: Sequence[str], metric: str = "test_acc",
-                where: Mapping | None = None) -> _Gate:
+                where: Mapping | None = None, gate_rows: Iterable[dict] = (),
+                by: Sequence[str] | None = None) -> _Gate:
     """The dense (sparsity 0) transfer gains per configuration of ``cell_by`` without its
-    ticket columns, per source (``eps`` and ``source_label`` name it). One dense row per
-    (configuration, source, init, source seed, seed) is used: a grid may hold the dense model
-    under several ticket labels."""
-    by = tuple(c for c in cell_by if c not in TICKET_COLUMNS)
+    ticket columns, per source (``eps`` and ``source_label`` name it), Holm-adjusted as their
+    own family. ``gate_rows``: the rows of the grid's gate (``run_gate``), which hold the
+    dense models under the gate's source seeds. One dense row per (configuration, source,
+    init, source seed, seed) is used: a grid may hold the dense model under several ticket
+    labels, and its gate the same transfers again. ``by``: the gate's columns (default: those
+    of ``cell_by`` that do not name the ticket)."""
+    gate_rows = list(gate_rows)
+    by = tuple(by if by is not None else (c for c in cell_by if c not in TICKET_COLUMNS))
     cell_where = {k: v for k, v in (where or {}).items() if k != "init"}
     where = {k: v for k, v in cell_where.items() if k not in TICKET_COLUMNS}
-    sub = select(rows, metric=metric, **where)
+    sub = select(rows + gate_rows, metric=metric, **where)
     controls = any(_get(r, "init") == SCRATCH for r in sub)
     dense = select(sub, sparsity=0.0) if controls else []
     if controls and not any(_get(r, "init") == SCRATCH for r in dense):
@@ -504,7 +521,7 @@ def _dense_gate(rows: list[dict], cell_by: Sequence[str], metric: str = "test_ac
         cells = select(rows, metric=metric, **cell_where)
         ident = ("eps",) + (("source_label",) if all("source_label" in r for r in cells) else ())
         gains = transfer_gains(cells, by=(*cell_by, *ident), metric=metric)
-        return _Gate(tuple(cell_by), ident, tuple(gains), controls, dense=False)
+        return _Gate(tuple(cell_by), ident, tuple(holm(gains)), controls, dense=False)
     ident = ("eps",) + (("source_label",) if dense and all("source_label" in r for r in dense)
                         else ())
     seen, keep = set(), []
@@ -515,7 +532,7 @@ def _dense_gate(rows: list[dict], cell_by: Sequence[str], metric: str = "test_ac
             seen.add(k)
             keep.append(r)
     gains = transfer_gains(keep, by=(*by, *ident), metric=metric) if keep else []
-    return _Gate(by, ident, tuple(gains), controls)
+    return _Gate(by, ident, tuple(holm(gains)), controls)
 
 
 def _source_name(gate: _Gate, c: PairedContrast) -> str:
@@ -570,6 +587,25 @@ def _gate_lead(gate: _Gate, labels: Mapping[str, str] | None = None) -> str:
     return " ".join(out)
 
 
+def _ticket_gains(rows: Sequence[dict], by: Sequence[str], metric: str = "test_acc",
+                  where: Mapping | None = None) -> str:
+    """One sentence on the sparse tickets' own transfer gains (each against its mask on
+    random weights, Holm over those cells); '' where the rows hold no such control."""
+    where = {k: v for k, v in (where or {}).items() if k != "init"}
+    sparse = [r for r in select(rows, metric=metric, **where)
+              if (_get(r, "sparsity") or 0) > 0 and not r.get("gate")]
+    if not any(_get(r, "init") == SCRATCH for r in sparse):
+        return ""
+    cs = [c for c in holm(transfer_gains(sparse, by=by, metric=metric)) if c.has_interval]
+    if not cs:
+        return ""
+    t, low = tally(cs), min(cs, key=lambda c: c.diff)
+    return (f" Each ticket against its own mask on random weights (its transfer gain; Holm over "
+            f"the {len(cs)} ({', '.join(_label(c) for c in (*by, 'source'))}) cells): above "
+            f"scratch in {t['better']}, not separated in {t['tie']}, below in {t['worse']}; the "
+            f"smallest at {_at((*by, 'source'), low.key)}: {_inline(low, 'points')}.")
+
+
 def _no_controls(gate: _Gate) -> str:
     return ("" if gate.controls else " The rows hold no from-scratch control, so whether "
             "pretraining helps at all is not measured here.")
@@ -614,25 +650,25 @@ def _gate_records(gate: _Gate) -> list[dict]:
 def _standard(rows: list[dict], a_name: str, b_name: str, by: Sequence[str], *,
               labels: Mapping[str, str] | None = None, metric: str = "test_acc", cells: str = "",
               subject: str = "robust", addons: Sequence = (), where: Mapping | None = None,
-              ) -> Finding:
+              gate_rows: Iterable[dict] = ()) -> Finding:
     """Robust vs natural per ``by`` behind the transfer gate (E1, E3, E4, E6, E7).
 
     ``addons``: ``(contrasts, words)`` pairs, e.g. a sanity check; their contrasts join the
-    Holm family and ``words(adjusted contrasts, gate, ranked cells)`` returns the text they
-    add."""
+    Holm family of the ranked cells and ``words(adjusted contrasts, gate, ranked cells)``
+    returns the text they add. ``gate_rows``: the grid's gate rows (``run_gate``)."""
     where = dict(where or {})
-    gate = _dense_gate(rows, by, metric, where)
-    cs = paired_contrasts(rows, by=by, metric=metric, **where)
-    gains, cs, *extra = _holm_groups(gate.gains, cs, *(list(a[0]) for a in addons))
-    gate = gate.adjusted(gains)
-    ok, not_ok = _ranked(cs, by, gate)
+    gate = _dense_gate(rows, by, metric, where, gate_rows)
+    gains = list(gate.gains)
+    ok, not_ok = _ranked(paired_contrasts(rows, by=by, metric=metric, **where), by, gate)
+    ok, *extra = _holm_groups(ok, *(list(a[0]) for a in addons))
     cells = cells or f"({', '.join(by)})"
     text = (paired_finding(ok, a_name, b_name, by, labels=labels, design=False) if ok
             else f"No {cells} cell is ranked.")
     text += _tally(ok, "Overall", cells, subject=subject, not_ranked=len(not_ok))
+    text += _ticket_gains(rows, by, metric, where)
     for (_, words), adjusted in zip(addons, extra, strict=True):
         text += words(adjusted, gate, ok)
-    design = design_sentence([*gains, *cs, *(c for e in extra for c in e)]) + _no_controls(gate)
+    design = design_sentence([*ok, *(c for e in extra for c in e)], gains) + _no_controls(gate)
     records = _gate_records(gate) + contrast_records(ok, by, ROBUST_VS_NATURAL)  # ranked cells
     return _finding([_gate_lead(gate, labels), text, design], records)
 
@@ -652,17 +688,20 @@ def quickstart_finding(rows: Iterable[dict], *, source_task: str, target: str, s
         f"Single-seed differences are anecdotes, not findings: see E1 for intervals.")
 
 
-def main_finding(rows: Iterable[dict], robust_name: str, *, metric: str = "test_acc") -> Finding:
+def main_finding(rows: Iterable[dict], robust_name: str, *, metric: str = "test_acc",
+                 gate_rows: Iterable[dict] = ()) -> Finding:
     """E1: robust vs natural OMP tickets per (task, sparsity), paired over source and
     finetuning seeds, Holm-corrected, behind the dense transfer gain where the rows hold
     from-scratch controls; and the overall tally.
 
     ``rows``: E1's result rows (``source_seed``, ``init`` as in :func:`paired_contrasts`);
-    ``robust_name``: the robust source's label for the text; ``metric``: the row metric.
+    ``robust_name``: the robust source's label for the text; ``metric``: the row metric;
+    ``gate_rows``: the rows of the grid's transfer gate (``run_gate``).
     Paragraphs: the transfer gain (with controls), the contrasts and tally, the design.
     """
     return _standard(list(rows), f"the robust ({robust_name}) ticket", "the natural one",
-                     ("task", "sparsity"), metric=metric, cells="(task, sparsity)")
+                     ("task", "sparsity"), metric=metric, cells="(task, sparsity)",
+                     gate_rows=gate_rows)
 
 
 def _sweep_cell(task, s, xs, vs_lo: dict, vs_hi: dict) -> str:
@@ -711,12 +750,14 @@ def _sweep_cell(task, s, xs, vs_lo: dict, vs_hi: dict) -> str:
         + shape + "."
 
 
-def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where) -> Finding:
+def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc",
+                      gate_rows: Iterable[dict] = (), **where) -> Finding:
     """E2: per (task, sparsity), every source ε against the smallest (natural, ε = 0) and the
     shape in ε, paired and Holm-corrected across the notebook.
 
     The family: every ε > ε_min vs ε_min, and every interior ε vs the largest (so the shape is
-    tested without picking the best mean first), plus the dense transfer gains. An inverted U
+    tested without picking the best mean first), in the tasks whose transfer gate passed
+    (the dense transfer gains, a family of their own; ``gate_rows``). An inverted U
     is claimed only where an interior ε beats both ε_min and the largest ε after correction;
     an interior best mean without both separations reads "suggested, not shown"; a best mean
     at an end "not shown". ``rows``: E2's rows (columns ``eps``, ``source_seed``, ``seed``,
@@ -726,10 +767,14 @@ def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where
     """
     rows = list(rows)
     by = ("task", "sparsity")
+    gate = _dense_gate(rows, by, metric, where, gate_rows)
+    gains = list(gate.gains)
     pre = [r for r in select(rows, metric=metric, **where)
            if _get(r, "init") in _allowed(where.get("init", PRETRAINED))]
     cells, flat = [], []
     for task in levels(pre, "task"):
+        if gate.status((task,)) == "failed":
+            continue
         for s in levels(pre, "sparsity", task=task):
             xs = levels(pre, "eps", task=task, sparsity=s)
             kw = {**where, "task": task, "sparsity": s}
@@ -740,11 +785,9 @@ def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where
                 if len(xs) >= 3 else {}
             cells.append((task, s, xs, list(vs_lo), list(vs_hi)))
             flat += list(vs_lo.values()) + list(vs_hi.values())
-    if not cells:
+    if not cells and not gains:
         return Finding("No results.")
-    gate = _dense_gate(rows, by, metric, where)
-    gains, flat = _holm_groups(gate.gains, flat)
-    gate = gate.adjusted(gains)
+    flat = holm(flat)
     parts, i = [], 0
     records = _gate_records(gate)
     for task, s, xs, lo_keys, hi_keys in cells:
@@ -753,14 +796,12 @@ def eps_sweep_finding(rows: Sequence[dict], *, metric: str = "test_acc", **where
         vs_hi = dict(zip(hi_keys, flat[i:i + len(hi_keys)], strict=True))
         i += len(hi_keys)
         for e, c in vs_lo.items():  # each ε against the smallest (natural at ε = 0), ranked cells
-            for rec in contrast_records([c] if gate.status((task,)) != "failed" else [],
-                                        ("task", "sparsity"), ROBUST_VS_NATURAL):
+            for rec in contrast_records([c], ("task", "sparsity"), ROBUST_VS_NATURAL):
                 records.append({**rec, "cell": f"{rec['cell']}, ε = {fmt_level('eps', e)}"})
-        if gate.status((task,)) != "failed":
-            parts.append(_sweep_cell(task, s, xs, vs_lo, vs_hi))
+        parts.append(_sweep_cell(task, s, xs, vs_lo, vs_hi))
     if not parts:
         parts = ["No (task, sparsity) cell is ranked."]
-    design = design_sentence([*gains, *flat]) + _no_controls(gate)
+    design = design_sentence(flat, gains) + _no_controls(gate)
     return _finding([_gate_lead(gate), " ".join(parts), design], records)
 
 
@@ -780,7 +821,7 @@ def _probe_words(adjusted, gate, ranked) -> str:
 
 
 def pattern_finding(rows: Iterable[dict], robust_name: str,
-                    probe_rows: Iterable[dict] = ()) -> Finding:
+                    probe_rows: Iterable[dict] = (), gate_rows: Iterable[dict] = ()) -> Finding:
     """E3: robust vs natural OMP tickets per (task, ``pattern_label``), and the sanity check
     OMP vs random tickets per (task, source, pattern) as paired contrasts (``scheme`` "omp" −
     the random baseline), finetuned and, with ``probe_rows``, under a linear probe; one Holm
@@ -802,11 +843,11 @@ def pattern_finding(rows: Iterable[dict], robust_name: str,
                                         regime="probe"), _probe_words))
     return _standard(rows, f"the robust ({robust_name}) OMP ticket", "the natural one",
                      ("task", "pattern_label"), cells="(task, pattern)",
-                     where={"scheme": "omp"}, addons=addons)
+                     where={"scheme": "omp"}, addons=addons, gate_rows=gate_rows)
 
 
 def scheme_finding(rows: Iterable[dict], robust_name: str,
-                   schemes: Sequence[str] | None = None) -> Finding:
+                   schemes: Sequence[str] | None = None, gate_rows: Iterable[dict] = ()) -> Finding:
     """E4: robust vs natural per (task, scheme), and every drawn scheme vs random tickets per
     (scheme, task, source) as paired contrasts, one Holm family with the transfer gains.
 
@@ -826,10 +867,12 @@ def scheme_finding(rows: Iterable[dict], robust_name: str,
             f"Sanity check, drawn ({', '.join(drawn)}) vs random tickets",
             "(scheme, task, source)", "")))
     return _standard(rows, f"the robust ({robust_name}) ticket", "the natural one",
-                     ("task", "scheme"), cells="(task, scheme)", addons=addons)
+                     ("task", "scheme"), cells="(task, scheme)", addons=addons,
+                     gate_rows=gate_rows)
 
 
-def attack_finding(rows: Iterable[dict], names: Sequence[str]) -> Finding:
+def attack_finding(rows: Iterable[dict], names: Sequence[str],
+                   gate_rows: Iterable[dict] = ()) -> Finding:
     """E5: each robust source vs natural per task, then attack kind and norm against E1's
     source, all paired (``factor="source_label"``) in one Holm family with the transfer
     gains.
@@ -843,26 +886,26 @@ def attack_finding(rows: Iterable[dict], names: Sequence[str]) -> Finding:
     comps = [(n, NATURAL, f"{n} vs natural") for n in names[1:]]
     comps += [(names[2], names[1], f"attack kind: {names[2]} vs {names[1]}"),
               (names[3], names[1], f"norm: {names[3]} vs {names[1]}")]
-    gate = _dense_gate(rows, by)
-    groups = [paired_contrasts(rows, factor="source_label", a=a, b=b, by=by) for a, b, _ in comps]
-    gains, *groups = _holm_groups(gate.gains, *groups)
-    gate = gate.adjusted(gains)
+    gate = _dense_gate(rows, by, gate_rows=gate_rows)
+    gains = list(gate.gains)
+    groups = _holm_groups(*(_ranked(paired_contrasts(rows, factor="source_label", a=a, b=b,
+                                                     by=by), by, gate)[0] for a, b, _ in comps))
     paras = [_gate_lead(gate)]
-    for (a, b, what), cs in zip(comps, groups, strict=True):
-        ok, _ = _ranked(cs, by, gate)
+    for (a, b, what), ok in zip(comps, groups, strict=True):
         paras.append(paired_finding(ok, a, b, by, group=None, metric_name=what, design=False)
                      if ok else f"{what[0].upper()}{what[1:]}: no task is ranked.")
-    paras.append(design_sentence([*gains, *(c for g in groups for c in g)]) + _no_controls(gate))
+    paras[-1] += _ticket_gains(rows, ("task", "source_label"))
+    paras.append(design_sentence([c for g in groups for c in g], gains) + _no_controls(gate))
     records = _gate_records(gate)
-    for (a, b, _), cs in zip(comps, groups, strict=True):
+    for (a, b, _), ok in zip(comps, groups, strict=True):
         if b == NATURAL:
             records += [{**r, "cell": f"{r['cell']}, {a}"}
-                        for r in contrast_records(_ranked(cs, by, gate)[0], by, ROBUST_VS_NATURAL)]
+                        for r in contrast_records(ok, by, ROBUST_VS_NATURAL)]
     return _finding(paras, records)
 
 
 def data_finding(rows: Iterable[dict], robust_name: str,
-                 targets: Sequence[str] | None = None) -> Finding:
+                 targets: Sequence[str] | None = None, gate_rows: Iterable[dict] = ()) -> Finding:
     """E6: robust vs natural per (task, fraction of T), and whether the robust − natural
     difference grows as the data shrink: per target, the paired difference of the
     differences at the smallest and the largest fraction (same source and finetuning seed),
@@ -907,11 +950,11 @@ def data_finding(rows: Iterable[dict], robust_name: str,
                 + text[1:] + ".")
 
     return _standard(rows, f"the robust ({robust_name}) ticket", "the natural one", by,
-                     cells="(task, fraction)", addons=[(inter, words)])
+                     cells="(task, fraction)", addons=[(inter, words)], gate_rows=gate_rows)
 
 
 def regime_finding(rows: Iterable[dict], robust_name: str,
-                   regimes: Sequence[str] | None = None) -> Finding:
+                   regimes: Sequence[str] | None = None, gate_rows: Iterable[dict] = ()) -> Finding:
     """E7: robust vs natural per (task, regime, sparsity), gated per (task, regime) by the
     dense transfer gain, and the mean of the ranked cells' differences per regime
     (descriptive, no test).
@@ -933,28 +976,29 @@ def regime_finding(rows: Iterable[dict], robust_name: str,
 
     return _standard(rows, f"the robust ({robust_name}) source", "the natural one",
                      ("task", "regime", "sparsity"), cells="(task, regime, sparsity)",
-                     addons=[([], words)])
+                     addons=[([], words)], gate_rows=gate_rows)
 
 
 def gap_finding(gains: Mapping[str, PairedContrast], dist: Mapping[str, float],
-                transfer: Iterable[PairedContrast] = ()) -> Finding:
+                transfer: Iterable[PairedContrast] = (), *, dense: bool = True) -> Finding:
     """E8: the robust − natural difference per target and its trend with the S→T distance.
 
     ``gains``: ``{target: robust − natural PairedContrast}`` (e.g. ``{c.key[0]: c for c in
     paired_contrasts(rows, by=("task",))}``); ``dist``: ``{target: measured distance}``;
     ``transfer``: the targets' transfer gains (``transfer_gains(rows, by=("task",), ...)``,
-    key[0] the target) where the rows hold from-scratch controls. One Holm family over the
-    per-target differences and the transfer gains (adjusted from the raw p, so contrasts
-    adjusted before are fine). Targets whose transfer gain is not separated are not ranked and
-    not in the trend. A trend is claimed only with at least 5 ranked targets and a Spearman
+    key[0] the target) where the rows hold from-scratch controls: the dense models' (the
+    grid's gate, ``dense``) or the tickets' own. The transfer gains are one Holm family, the
+    per-target differences of the targets they let through another (adjusted from the raw p,
+    so contrasts adjusted before are fine). Targets whose transfer gain is not separated are
+    not ranked and not in the trend. A trend is claimed only with at least 5 ranked targets and a Spearman
     test (scipy; exact permutations up to 8 points) with p < 0.05; otherwise "not shown".
     """
     targets = list(gains)
-    transfer = list(transfer)
-    adjusted, gains_t = _holm_groups([gains[t] for t in targets], transfer)
-    cs = dict(zip(targets, adjusted, strict=True))
-    gate = _Gate(("task",), (), tuple(gains_t), bool(gains_t), dense=False)
+    gains_t = holm(list(transfer))
+    gate = _Gate(("task",), (), tuple(gains_t), bool(gains_t), dense=dense)
     ranked = [t for t in sorted(targets, key=lambda t: dist[t]) if gate.status((t,)) != "failed"]
+    adjusted = holm([gains[t] for t in ranked])
+    cs = dict(zip(ranked, adjusted, strict=True))
     lead = _gate_lead(gate)
 
     def one(t: str) -> str:
@@ -986,7 +1030,7 @@ def gap_finding(gains: Mapping[str, PairedContrast], dist: Mapping[str, float],
             trend = f"A trend with the domain gap is not shown: {rho}; {why}."
     if y:
         trend += f" Differences range from {_pts(100 * min(y))} to {_pts(100 * max(y))} points."
-    design = design_sentence([*adjusted, *gains_t]) + (
+    design = design_sentence(adjusted, gains_t) + (
         "" if gains_t else " No transfer gains were given, so whether pretraining helps at all "
         "is not measured here.")
     records = (contrast_records(gains_t, ("task", "source"), TRANSFER_GAIN)
@@ -994,10 +1038,12 @@ def gap_finding(gains: Mapping[str, PairedContrast], dist: Mapping[str, float],
     return _finding([lead, trend + " " + per_target, design], records)
 
 
-def double_win_finding(rows: Iterable[dict], robust_name: str, eps: float) -> Finding:
+def double_win_finding(rows: Iterable[dict], robust_name: str, eps: float,
+                       gate_rows: Iterable[dict] = ()) -> Finding:
     """E9: robust vs natural tickets on clean and on robust accuracy at ``eps`` per (task,
-    ``transfer``), paired and in one Holm family with the dense clean transfer gains, and the
-    double wins: better on both after correction.
+    ``transfer``), paired and Holm-corrected, in the tasks whose dense clean transfer gain
+    (``gate_rows``, natural finetuning) is separated, and the double wins: better on both
+    after correction.
 
     ``rows``: E9's rows (metrics ``test_acc`` and ``robust_acc``, column ``transfer``);
     ``robust_name``: the robust source's label; ``eps``: the evaluation budget (for the text).
@@ -1005,27 +1051,29 @@ def double_win_finding(rows: Iterable[dict], robust_name: str, eps: float) -> Fi
     """
     rows = list(rows)
     by = ("task", "transfer")
-    gate = _dense_gate(rows, by, "test_acc")
+    # one gate per task: natural finetuning's (adversarial finetuning of a dense model from
+    # scratch is no cheaper control of whether pretraining transfers)
+    gate = _dense_gate(rows, by, "test_acc", gate_rows=gate_rows, by=("task",))
+    gains = list(gate.gains)
     metrics = (("test_acc", "clean accuracy"), ("robust_acc", f"robust accuracy at {eps_label(eps)}"))
-    groups = [paired_contrasts(rows, by=by, metric=m) for m, _ in metrics]
-    gains, *groups = _holm_groups(gate.gains, *groups)
-    gate = gate.adjusted(gains)
+    groups = _holm_groups(*(_ranked(paired_contrasts(rows, by=by, metric=m), by, gate)[0]
+                            for m, _ in metrics))
     paras, wins = [_gate_lead(gate)], []
-    for (_, word), cs in zip(metrics, groups, strict=True):
-        ok, not_ok = _ranked(cs, by, gate)
+    for (_, word), ok in zip(metrics, groups, strict=True):
         paras.append(paired_finding(ok, "the robust ticket", "the natural one", by,
                                     metric_name=word, design=False)
                      if ok else f"{word[0].upper()}{word[1:]}: no (task, finetuning) cell is ranked.")
         wins.append({c.key for c in ok if c.verdict == "better"})
     double = sorted(wins[0] & wins[1], key=_order)
     paras.append("Double wins (robust ticket better on both, Holm-adjusted): "
-                 + (", ".join(f"{t} with {tr}" for t, tr in double) if double else "none") + ".")
-    paras.append(design_sentence([*gains, *(c for g in groups for c in g)]) + _no_controls(gate))
+                 + (", ".join(f"{t} with {tr}" for t, tr in double) if double else "none") + "."
+                 + _ticket_gains(rows, by))
+    paras.append(design_sentence([c for g in groups for c in g], gains) + _no_controls(gate))
     ps = [p for p in paras if p]
     records = _gate_records(gate)
-    for (m, _), cs in zip(metrics, groups, strict=True):
+    for (m, _), ok in zip(metrics, groups, strict=True):
         records += [{**r, "cell": f"{r['cell']}, {m}"}
-                    for r in contrast_records(_ranked(cs, by, gate)[0], by, ROBUST_VS_NATURAL)]
+                    for r in contrast_records(ok, by, ROBUST_VS_NATURAL)]
     return Finding(f"Robust source {robust_name}. " + " ".join(ps), ps, records)
 
 

@@ -170,6 +170,8 @@ class Grid:
     ``sources`` are given at source seed 0 and run under every seed of ``source_seeds``;
     ``seeds`` are the finetuning seeds within each. ``controls``: which finetuned cells also
     get their from-scratch control: ``"dense"`` (the dense ticket only), ``"all"``, ``"none"``.
+    ``gate``: the grids of the transfer gate (dense models and their controls) that decide
+    where this grid's tickets are ranked; their transfers are part of ``descriptions``.
     """
 
     sources: list[SourceDesc]
@@ -179,6 +181,7 @@ class Grid:
     transfers: list[TransferSpec] = field(default_factory=lambda: [TransferSpec()])
     source_seeds: list[int] = field(default_factory=lambda: [0])
     controls: str = "dense"
+    gate: list[Grid] = field(default_factory=list)
 
     def __post_init__(self):
         from rtstudy.core.checks import check_choice
@@ -204,8 +207,10 @@ class Grid:
         return out
 
     def descriptions(self, profile: Profile) -> list[TransferDesc]:
-        """The grid as data: every transfer it needs (each names its ticket and source)."""
-        return [c.transfer_desc(profile) for c in self.cells()]
+        """The grid as data: every transfer it needs (each names its ticket and source),
+        its gate's included."""
+        own = [c.transfer_desc(profile) for c in self.cells()]
+        return own + [d for g in self.gate for d in g.descriptions(profile)]
 
     def __len__(self) -> int:
         return len(self.cells())
@@ -292,6 +297,21 @@ def run_grid(profile: Profile, sources: Sequence[SourceDesc], tickets: Sequence[
     """``run`` over the product of the axes given."""
     grid = Grid(list(sources), list(tickets), list(targets), list(seeds), list(transfers))
     return run(profile, grid, store=store, progress=progress, extra=extra)
+
+
+def run_gate(profile: Profile, grid: Grid, *, store: Store | None = None,
+             progress: bool | None = None) -> list[dict]:
+    """The rows of ``grid``'s transfer gate (column ``gate`` True; ``[]`` without a gate),
+    each transfer once."""
+    rows, seen = [], set()
+    for g in grid.gate:
+        for r in run(profile, g, store=store, progress=progress, extra=lambda *cell: {"gate": True}):
+            k = (r["task"], r["source_label"], r["transfer"], r["source_seed"], r["seed"], r["init"],
+                 r["metric"])
+            if k not in seen:
+                seen.add(k)
+                rows.append(r)
+    return rows
 
 
 def run(profile: Profile, grid: Grid, *, store: Store | None = None, progress: bool | None = None,

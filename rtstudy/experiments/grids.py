@@ -11,6 +11,8 @@ notebooks call these through ``EXPERIMENTS.get(id).grids``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rtstudy.experiments.grid import (
     Grid,
     TicketSpec,
@@ -29,13 +31,47 @@ REGIMES_E7 = ("finetune", "probe")
 DENSE = TicketSpec()
 
 
-def _grid(P: Profile, sources, tickets, *, targets, seeds, source_seeds, controls: str = "all",
-          transfers=None) -> Grid:
+def _grid(P: Profile, sources, tickets, *, targets, seeds, source_seeds, gate_source_seeds=None,
+          controls: str = "all", transfers=None) -> Grid:
     """A grid with the notebook's ``targets``, ``seeds`` and ``source_seeds`` (``None``: the
-    profile's) and ``transfers`` (``None``: one plain finetuning)."""
-    return Grid(sources, tickets, param(targets, P.targets, str), param(seeds, P.seeds, int),
-                transfers or [TransferSpec()], source_seeds=param(source_seeds, P.source_seeds, int),
-                controls=controls)
+    profile's) and ``transfers`` (``None``: one plain finetuning), and its transfer gate."""
+    targets, seeds = param(targets, P.targets, str), param(seeds, P.seeds, int)
+    transfers = transfers or [TransferSpec()]
+    source_seeds = param(source_seeds, P.source_seeds, int)
+    gate = gate_grids(P, targets, seeds, transfers, source_seeds, gate_source_seeds) \
+        if controls != "none" else []
+    return Grid(sources, tickets, targets, seeds, transfers, source_seeds=source_seeds,
+                controls=controls, gate=gate)
+
+
+def gate_grids(P: Profile, targets, seeds, transfers, source_seeds, gate_source_seeds=None
+               ) -> list[Grid]:
+    """The transfer gate of a grid: the dense natural and robust (eps_star) models and their
+    from-scratch controls on the grid's targets, finetuning seeds and natural finetuning
+    recipes (clean accuracy: robust accuracy is not measured). The profile's own targets at
+    its own recipe run under the gate's source seeds (``None``: the profile's, a superset of
+    the source seeds; the gate every experiment shares), the other targets and recipes under
+    the grid's ``source_seeds``."""
+    natural_ft = list(dict.fromkeys(replace(t, eval_eps=None) for t in transfers
+                                    if t.regime == "finetune" and not t.adversarial_eps))
+    if not natural_ft:
+        return []
+    default = [t for t in natural_ft if t.fraction in (None, P.target_fraction)]
+    home = [t for t in targets if t in P.targets]
+    sources, dense = standard_sources(P), [DENSE]
+    out = []
+    if default and home:
+        out.append(Grid(sources, dense, home, list(seeds), default, controls="dense",
+                        source_seeds=param(gate_source_seeds, P.gate_seeds, int)))
+    rest_targets = [t for t in targets if t not in home]
+    if rest_targets:
+        out.append(Grid(sources, dense, rest_targets, list(seeds), natural_ft, controls="dense",
+                        source_seeds=list(source_seeds)))
+    rest = [t for t in natural_ft if t not in default]
+    if rest and home:
+        out.append(Grid(sources, dense, home, list(seeds), rest, controls="dense",
+                        source_seeds=list(source_seeds)))
+    return out
 
 
 def _omp(P: Profile, sparsity: float | None) -> list[TicketSpec]:
@@ -55,25 +91,29 @@ def grid_e0(P: Profile, *, target=None, sparsity=None, seed=0) -> list[Grid]:
                  source_seeds=[0], controls="none")]
 
 
-def grid_e1(P: Profile, *, source_seeds=None, targets=None, sparsities=None, seeds=None,
+def grid_e1(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, sparsities=None, seeds=None,
             eps=None) -> list[Grid]:
     """Natural vs robust OMP tickets over the sparsity axis."""
     tickets = [TicketSpec("omp", "unstructured", s) for s in param(sparsities, P.sparsities, float)]
     return [_grid(P, [natural(P), robust(P, eps)], tickets, targets=targets, seeds=seeds,
-                  source_seeds=source_seeds)]
+                  source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds)]
 
 
-def grid_e2(P: Profile, *, source_seeds=None, targets=None, eps_sweep=None, sparsities=None,
+def grid_e2(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, eps_sweep=None, sparsities=None,
             seeds=None) -> list[Grid]:
     """The dense model and OMP tickets from sources along the eps sweep (eps 0: natural)."""
     sources = [robust(P, e) for e in sorted(param(eps_sweep, P.eps_sweep, float))]
     tickets = [DENSE] + [TicketSpec("omp", "unstructured", s)
                          for s in param(sparsities, P.fixed_sparsities, float)]
     return [_grid(P, sources, tickets, targets=targets, seeds=seeds, source_seeds=source_seeds,
-                  controls="dense")]
+                  gate_source_seeds=gate_source_seeds, controls="dense")]
 
 
-def grid_e3(P: Profile, *, source_seeds=None, targets=None, sparsity=None, patterns=None,
+def grid_e3(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, sparsity=None, patterns=None,
             nm=(2, 4), seeds=None) -> list[Grid]:
     """OMP and random tickets of each sparsity pattern (N:M at its own sparsity), finetuned;
     and the same tickets under a linear probe (no control: the regime where the pruned
@@ -81,22 +121,26 @@ def grid_e3(P: Profile, *, source_seeds=None, targets=None, sparsity=None, patte
     n, m = nm
     tickets = [TicketSpec.at(scheme, pat, _sparsity(P, sparsity), n=n, m=m)
                for pat in param(patterns, list(PATTERNS_E3), str) for scheme in ("omp", "random")]
-    common = dict(targets=targets, seeds=seeds, source_seeds=source_seeds)
+    common = dict(targets=targets, seeds=seeds, source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds)
     return [_grid(P, standard_sources(P), tickets, **common),
             _grid(P, standard_sources(P), tickets, controls="none",
                   transfers=[TransferSpec(regime="probe")], **common)]
 
 
-def grid_e4(P: Profile, *, source_seeds=None, targets=None, sparsity=None, schemes=None,
+def grid_e4(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, sparsity=None, schemes=None,
             seeds=None) -> list[Grid]:
     """Tickets drawn by each scheme at one sparsity."""
     tickets = [TicketSpec(s, "unstructured", _sparsity(P, sparsity))
                for s in param(schemes, list(SCHEMES_E4), str)]
     return [_grid(P, standard_sources(P), tickets, targets=targets, seeds=seeds,
-                  source_seeds=source_seeds)]
+                  source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds)]
 
 
-def grid_e5(P: Profile, *, source_seeds=None, targets=None, sparsity=None, seeds=None,
+def grid_e5(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, sparsity=None, seeds=None,
             eps_linf=None, eps_l2=None) -> list[Grid]:
     """Natural, the profile's robust source, the other attack kind, the other norm."""
     eps_linf = float(P.eps_star if eps_linf is None else eps_linf)
@@ -106,25 +150,30 @@ def grid_e5(P: Profile, *, source_seeds=None, targets=None, sparsity=None, seeds
                robust(P, eps_linf, kind=other, norm="linf"),
                robust(P, eps_l2, kind=P.robust_kind, norm="l2")]
     return [_grid(P, sources, _omp(P, sparsity), targets=targets, seeds=seeds,
-                  source_seeds=source_seeds)]
+                  source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds)]
 
 
-def grid_e6(P: Profile, *, source_seeds=None, targets=None, fractions=None, sparsity=None,
+def grid_e6(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, fractions=None, sparsity=None,
             seeds=None) -> list[Grid]:
     """One OMP ticket finetuned on growing fractions of T's training set."""
     transfers = [TransferSpec(fraction=f) for f in sorted(param(fractions, P.data_fractions, float))]
     return [_grid(P, standard_sources(P), _omp(P, sparsity), targets=targets, seeds=seeds,
-                  source_seeds=source_seeds, transfers=transfers)]
+                  source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds, transfers=transfers)]
 
 
-def grid_e7(P: Profile, *, source_seeds=None, targets=None, sparsities=None, regimes=REGIMES_E7,
+def grid_e7(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, sparsities=None, regimes=REGIMES_E7,
             seeds=None) -> list[Grid]:
     """Dense and sparse, finetuned and linearly probed."""
     tickets = [TicketSpec("omp", "unstructured", s)
                for s in param(sparsities, [0.0, P.fixed_sparsities[0]], float)]
     transfers = [TransferSpec(regime=r) for r in param(regimes, list(REGIMES_E7), str)]
     return [_grid(P, standard_sources(P), tickets, targets=targets, seeds=seeds,
-                  source_seeds=source_seeds, controls="dense", transfers=transfers)]
+                  source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds, controls="dense", transfers=transfers)]
 
 
 def e8_tasks(P: Profile, targets=None, shifts=("invert", "rot90")) -> list[str]:
@@ -133,12 +182,14 @@ def e8_tasks(P: Profile, targets=None, shifts=("invert", "rot90")) -> list[str]:
     return base + [f"{base[0]}:{s}" for s in param(shifts, [], str)]
 
 
-def grid_e8(P: Profile, *, source_seeds=None, targets=None, shifts=("invert", "rot90"),
+def grid_e8(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, shifts=("invert", "rot90"),
             include_source=True, sparsity=None, seeds=None) -> list[Grid]:
     """One OMP ticket on every target and shift; with ``include_source``, also on S itself
     with as many training images as the first target gets (S is not favoured by its size)."""
     tasks = e8_tasks(P, targets, shifts)
-    common = dict(seeds=seeds, source_seeds=source_seeds)
+    common = dict(seeds=seeds, source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds)
     grids = [_grid(P, standard_sources(P), _omp(P, sparsity), targets=tasks, **common)]
     if include_source:
         nat = natural(P)
@@ -149,11 +200,13 @@ def grid_e8(P: Profile, *, source_seeds=None, targets=None, shifts=("invert", "r
     return grids
 
 
-def grid_e9(P: Profile, *, source_seeds=None, targets=None, sparsity=None, eps=None,
+def grid_e9(P: Profile, *, source_seeds=None, gate_source_seeds=None,
+            targets=None, sparsity=None, eps=None,
             seeds=None) -> list[Grid]:
     """Clean and robust accuracy on T after natural and adversarial finetuning."""
     eps = float(P.eps_star if eps is None else eps)
     transfers = [TransferSpec(eval_eps=eps, label="natural finetuning"),
                  TransferSpec(adversarial_eps=eps, eval_eps=eps, label="adversarial finetuning")]
     return [_grid(P, standard_sources(P), _omp(P, sparsity), targets=targets, seeds=seeds,
-                  source_seeds=source_seeds, transfers=transfers)]
+                  source_seeds=source_seeds,
+                  gate_source_seeds=gate_source_seeds, transfers=transfers)]
