@@ -13,6 +13,8 @@ Modules, one layer each (all testable without a browser):
 ``figures``    the plotly figures and how a view updates them.
 ``widgets``    the ipywidgets controller ``MaskExplorer`` and its FigureWidget class.
 ``server``     the explorer as a standalone Voilà page (``python -m rtstudy.explorer.server``).
+``tickets``    any stored ticket of any track (text, image prior, ...) layer by layer:
+               ``stored_tickets``, ``ticket_view``, its figures and ``TicketBrowser``.
 """
 
 from rtstudy.explorer.analytics import (
