@@ -284,3 +284,6 @@ def evaluate_source(source, attack: AttackConfig, *, robust_n: int, test_n: int,
 
     art: Artifact = store.get_or_create("source_eval", config, compute)
     return art.metrics
+
+
+from rtstudy.vision import supertickets as _supertickets  # noqa: E402,F401  (registers its schemes)
