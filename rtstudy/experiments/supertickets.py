@@ -77,19 +77,29 @@ penalty and a high threshold so that the search removes channels even in so few 
 DEFAULT = SuperTicketSizes(sparsity=0.8, epochs=0.25, search_epochs=0.25, penalty=0.1,
                            threshold=0.35, widths=supernet.WIDTHS, events=4, prune_end=0.8,
                            regrow=0.3, latency_batch=256, latency_repeats=15)
-"""The default profile's E13 (measured on a 2-core CPU; see the report for the numbers).
+"""The default profile's E13, sized by measurement on the 2-core CPU.
 
 Sparsity 80%: E4's fixed sparsity, so the IMP baseline and its transfers are E4's own
-artifacts (no extra cost in the whole report). The supernet is the pretrained source
-network (ResNet-8, one block per stage, inner widths 16/32/64) trained on for 0.25 epochs
-of its half of Fashion-MNIST (58 steps of 128), natural or FGSM-RS as the source was: a
-SuperTicket costs about 9 s natural and 11 s adversarial here. Penalty 0.1 with the
-pretraining's one-cycle rate (peak 0.2) shrinks |γ| by about 0.5 over the first 80% of
-the steps, where the events happen; a channel goes below 0.35 of the initial mean |γ|
-(about 0.27); widths in quarters. At penalty 0.02 no channel went; at threshold 0.5 every
-block fell to a quarter of its width. Search-then-prune spends the same 0.25 epochs on its
-search, then IMP rounds (E4's rate 0.5 and 0.25 epochs per round) above the searched
-sparsity: about three times a SuperTicket's training.
+artifacts, and the dense model and its from-scratch control are E1's (no extra cost in the
+whole report). The supernet is the pretrained source network (ResNet-8, one block per
+stage, inner widths 16/32/64) trained on for 0.25 epochs of its half of Fashion-MNIST (58
+steps of 128), natural or FGSM-RS as the source was. Search strength, from a pilot on the
+natural source: penalty 0.02 removed no channel in 58 steps; penalty 0.1 with threshold
+0.5 collapsed every block to a quarter of its width; threshold 0.35 keeps about 67% / 50% /
+25% of the stages' inner widths (natural; 58% / 50% / 25% robust), 49% of the dense MACs.
+
+Cost. The pilot (machine load about 3): a SuperTicket 9 s natural, 11 s adversarial;
+search-then-prune about 30 s (its 0.25-epoch search, then the IMP rounds above the
+searched sparsity at E4's rate 0.5 and 0.25 epochs per round: three times the training).
+What E13 adds to the report: 6 SuperTickets (about 60 worker-seconds), 6 search-then-prune
+tickets (about 200) and their 48 transfers (about 34, at 0.7 s each), plus its notebook
+(about 15; it times the slim networks): about 310 worker-seconds, some 2.6 minutes of wall
+time on 2 workers here, 2.2 at the reference machine's throughput. Measured cold with only
+the 6 sources stored (so E4's IMP tickets and E1's dense transfers included), the run took
+1,459 s at a load average of 12-18 from other jobs on these 2 cores; its transfers took
+7.9 s each instead of 0.7, so that run says little about the unloaded time beyond
+agreeing in proportion (tickets: SuperTicket 249, search-then-prune 713, IMP 722
+worker-seconds).
 """
 
 PAPER = SuperTicketSizes(sparsity=0.8, epochs=5.0, search_epochs=5.0, penalty=0.01,
