@@ -232,7 +232,7 @@ def run(profile_name: str = "default", repeats: int = 15, batch: int = 128, out:
     }
     results.update(bench_attacks_and_training(profile, device, repeats, batch))
     results.update(bench_slim(device, repeats))
-    results.update(bench_supertickets(device, repeats, batch))
+    results.update(bench_supertickets(profile_name, device, repeats, batch))
     if out is not None and out.exists():  # the engine's measurements take minutes: kept until remeasured
         old = json.loads(out.read_text())
         results.update({k: v for k, v in old.items() if k.startswith(("report_", "scaleout_"))})

@@ -165,6 +165,16 @@ def test_ticket_descriptions_reject_bad_options(smoke_source):
                    options={"kernel": 5})
 
 
+def test_a_plan_counts_the_supernet_training(smoke_source):
+    from rtstudy.vision.track import VISION
+
+    desc, _, _ = smoke_source
+    short = TicketDesc(source=desc, scheme="superticket", sparsity=0.8, epochs=0.5)
+    long = TicketDesc(source=desc, scheme="superticket", sparsity=0.8, epochs=1.0)
+    stp = TicketDesc(source=desc, scheme="search_then_prune", sparsity=0.8, epochs=0.5, rate=0.6)
+    assert 0 < VISION.work(short) < VISION.work(long) < VISION.work(stp)
+
+
 @pytest.mark.parametrize("scheme", ["superticket", "search_then_prune"])
 def test_a_drawn_ticket_is_stored_exact_and_slims(smoke_source, scheme):
     desc, source, store = smoke_source

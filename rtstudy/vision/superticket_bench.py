@@ -7,8 +7,8 @@ re-applied after every step, plus each event's search, pruning and regrowth spre
 steps between events) / the same step without it, timed alternately.
 
 ``superticket_slim_speedup``: latency of the dense supernet / the physically slimmed
-SuperTicket of E13 (the default profile's natural source, seed 0, drawn or read from the
-store), timed round-robin on one batch.
+SuperTicket of E13 (the profile's natural source, seed 0, drawn or read from the store),
+timed round-robin on one batch.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rtstudy.core.store import Store
 from rtstudy.vision import supernet
 from rtstudy.vision.models import build_model
 from rtstudy.vision.supertickets import TwoInOne, cubic_targets, total_steps
+from rtstudy.vision.track import source_task
 from rtstudy.vision.train import make_optimizer
 
 
@@ -30,13 +31,15 @@ def _entry(value: float, unit: str, target: str, ok: bool | None, note: str = ""
     return {"value": round(value, 4), "unit": unit, "target": target, "ok": ok, "note": note}
 
 
-def bench_supertickets(device: torch.device, repeats: int, batch: int = 128,
+def bench_supertickets(profile: str, device: torch.device, repeats: int, batch: int = 128,
                        store: Store | None = None) -> dict:
-    """Both figures (see the module doc) at the default profile's sizes."""
+    """Both figures (see the module doc) at ``profile``'s sizes (``nox -s bench``: the
+    default profile); the SuperTicket is drawn into ``store`` (default: the usual store)
+    where it is not there yet."""
     from rtstudy.experiments import supertickets as E13
     from rtstudy.profiles import get_profile
 
-    P = get_profile("default")
+    P = get_profile(profile)
     S = E13.sizes(P)
     src = E13.standard_sources(P)[0]
     out = {}
@@ -49,7 +52,7 @@ def bench_supertickets(device: torch.device, repeats: int, batch: int = 128,
 
     dense, dense_opt = make()
     hooked, hooked_opt = make()
-    n = round(60_000 * P.source_fraction)
+    n = round(len(source_task(src).train_y) * src.fraction)
     steps_total = total_steps(n, P.pretrain.with_(epochs=S.epochs))
     per_event = steps_total * S.prune_end / S.events
     two = TwoInOne(hooked, targets=cubic_targets(S.sparsity, S.events), steps=[10**9] * S.events,

@@ -47,6 +47,7 @@ from rtstudy.vision.track import VisionSource, source_task, subset
 from rtstudy.vision.train import TrainConfig, train
 
 SUPERTICKET, SEARCH_THEN_PRUNE = "superticket", "search_then_prune"
+SCHEMES_HERE = (SUPERTICKET, SEARCH_THEN_PRUNE)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -80,6 +81,15 @@ def schedule_targets(desc: TicketDesc) -> list[float]:
     if text:
         return parse_schedule(text, desc.sparsity)
     return cubic_targets(desc.sparsity, desc.option("events"))
+
+
+def training_epochs(desc: TicketDesc) -> float:
+    """Epochs of supernet training and retraining a drawing of ``desc`` takes at most (for a
+    plan's time estimate): search-then-prune counts every IMP round of its schedule."""
+    if desc.scheme == SEARCH_THEN_PRUNE:
+        rounds = len(desc.pattern.imp_schedule(desc.sparsity, desc.rate))
+        return desc.option("search_epochs") + rounds * desc.epochs
+    return desc.epochs
 
 
 def total_steps(n: int, recipe: TrainConfig) -> int:
