@@ -5,10 +5,12 @@ import json
 from rtstudy.bench import run
 
 KEYS = {"pgd_vs_torchattacks", "adv_step_vs_clean_step_pgd3", "train_img_per_s_clean",
-        "train_img_per_s_pgd3", "masked_step_vs_dense_step", "slim_channel50_speedup"}
+        "train_img_per_s_pgd3", "masked_step_vs_dense_step", "slim_channel50_speedup",
+        "superticket_train_step_vs_dense_step", "superticket_slim_speedup"}
 
 
-def test_bench_writes_all_measurements(tmp_path):
+def test_bench_writes_all_measurements(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTSTUDY_STORE", str(tmp_path / "store"))  # the SuperTicket it times
     out = tmp_path / "bench.json"
     run("smoke", repeats=1, batch=8, out=out)
     saved = json.loads(out.read_text())

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rtstudy.core.registry import Registry
-from rtstudy.experiments import findings, grids
+from rtstudy.experiments import findings, grids, supertickets
 
 
 @dataclass(frozen=True)
@@ -82,5 +82,7 @@ EXPERIMENTS = ExperimentRegistry([
                findings.double_win_finding, grids.grid_e9),
     Experiment("E10", "mask anatomy", "10_anatomy",
                LazyFunction("rtstudy.explorer", "anatomy_finding")),
+    Experiment("E13", "SuperTickets: search and prune in one training", "13_supertickets",
+               supertickets.superticket_finding, supertickets.grid_e13),
 ])
 TITLES = EXPERIMENTS.titles()

@@ -248,6 +248,9 @@ class VisionTrack(Track):
         if isinstance(desc, TransferDesc):
             n = len(source_task(desc.source, desc.target).train_y) * desc.fraction
             return _examples(n, desc.recipe) * (0.3 if desc.regime == "probe" else 1.0)
+        if isinstance(desc, TicketDesc) and desc.scheme in _supertickets.SCHEMES_HERE:
+            n = len(source_task(desc.source).train_y) * desc.source.fraction
+            return _examples(n, desc.source.train.with_(epochs=_supertickets.training_epochs(desc)))
         if isinstance(desc, TicketDesc) and desc.rate is not None:  # IMP: a retraining per round
             rounds = len(desc.pattern.imp_schedule(desc.sparsity, desc.rate))
             if desc.target is not None:
@@ -284,3 +287,6 @@ def evaluate_source(source, attack: AttackConfig, *, robust_n: int, test_n: int,
 
     art: Artifact = store.get_or_create("source_eval", config, compute)
     return art.metrics
+
+
+from rtstudy.vision import supertickets as _supertickets  # noqa: E402,F401  (registers its schemes)
