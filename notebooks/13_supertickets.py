@@ -34,13 +34,14 @@ results_dir = None
 targets = None  # None: profile.targets
 seeds = None  # None: profile.seeds
 source_seeds = None  # source-model seeds, the unit of replication (None: profile.source_seeds)
+gate_source_seeds = None  # the transfer gate's: dense models and controls (None: profile.gate_seeds)
 sparsity = None  # None: E13's sparsity of the profile
 regrow = None  # prune-and-regrow fraction of the SuperTickets (None: E13's of the profile)
 
 # %%
 P = get_profile(profile)
 S = E13.sizes(P)
-[grid] = X.EXPERIMENTS.get("E13").grids(P, source_seeds=source_seeds, targets=targets, seeds=seeds,
+[grid] = X.EXPERIMENTS.get("E13").grids(P, source_seeds=source_seeds, gate_source_seeds=gate_source_seeds, targets=targets, seeds=seeds,
                                          sparsity=sparsity, regrow=regrow)
 sources = grid.sources
 robust_name = sources[1].label
@@ -76,6 +77,7 @@ plots.show(fig)
 
 # %%
 rows = X.run(P, grid)
+gate_rows = X.run_gate(P, grid)  # the transfer gate: dense models and their controls
 points = E13.tradeoff_rows(rows, summary)
 plots.show(E13.tradeoff_figure(points, x="macs", x_title="MACs per image of the slim network (M)",
                                title=f"Accuracy–FLOPs at {sparsity:.0%} weight sparsity"))
@@ -88,10 +90,10 @@ display(Markdown(X.markdown_table(pre, ["task", "ticket"], "source")))
 # ## Finding
 
 # %%
-finding = E13.superticket_finding(rows, summary, robust_name=robust_name)
+finding = E13.superticket_finding(rows, summary, robust_name=robust_name, gate_rows=gate_rows)
 display(Markdown(finding.markdown))
 eps = {s.role: s.eps for s in sources}
-recorded = record("E13", rows + source_rows + E13.cost_rows(costs, P.source, eps), finding,
+recorded = record("E13", rows + source_rows + gate_rows + E13.cost_rows(costs, P.source, eps), finding,
                   {"profile": profile, "targets": grid.targets, "seeds": grid.seeds,
                    "source_seeds": grid.source_seeds, "sparsity": sparsity, "sizes": S.__dict__},
                   results_dir, contrasts=finding.contrasts)

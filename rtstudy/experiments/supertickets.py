@@ -31,7 +31,7 @@ from rtstudy.experiments.findings import (
     _stats,
     paired_contrasts,
 )
-from rtstudy.experiments.grid import Grid, TicketSpec, param, standard_sources
+from rtstudy.experiments.grid import Grid, TicketSpec, TransferSpec, param, standard_sources
 from rtstudy.experiments.rows import pct, select
 from rtstudy.profiles import Profile
 from rtstudy.vision import supernet
@@ -152,13 +152,18 @@ def tickets(P: Profile, sparsity: float | None = None, regrow: float | None = No
             TicketSpec(IMP, "unstructured", s)]
 
 
-def grid_e13(P: Profile, *, source_seeds=None, targets=None, seeds=None, sparsity=None,
-             regrow=None) -> list[Grid]:
+def grid_e13(P: Profile, *, source_seeds=None, gate_source_seeds=None, targets=None, seeds=None,
+             sparsity=None, regrow=None) -> list[Grid]:
     """Natural and robust sources; dense, SuperTicket, search-then-prune and IMP tickets;
-    the dense model's from-scratch control."""
-    return [Grid(standard_sources(P), tickets(P, sparsity, regrow), param(targets, P.targets, str),
-                 param(seeds, P.seeds, int), source_seeds=param(source_seeds, P.source_seeds, int),
-                 controls="dense")]
+    the dense model's from-scratch control, and the transfer gate."""
+    from rtstudy.experiments.grids import gate_grids
+
+    targets, seeds = param(targets, P.targets, str), param(seeds, P.seeds, int)
+    source_seeds = param(source_seeds, P.source_seeds, int)
+    return [Grid(standard_sources(P), tickets(P, sparsity, regrow), targets, seeds,
+                 source_seeds=source_seeds, controls="dense",
+                 gate=gate_grids(P, targets, seeds, [TransferSpec()], source_seeds,
+                                 gate_source_seeds))]
 
 
 # ----------------------------------------------------------------------------- costs
@@ -326,12 +331,13 @@ def _cost_words(summary: Sequence[dict]) -> str:
 
 
 def superticket_finding(rows: Iterable[dict], costs: Iterable[dict] = (), *,
-                        robust_name: str = "robust") -> Finding:
+                        robust_name: str = "robust", gate_rows: Iterable[dict] = ()) -> Finding:
     """E13: tickets of the adversarially trained supernet vs the natural one per (task,
     method), behind the dense transfer gate; the SuperTicket against search-then-prune and
     IMP per (task, source), in the same Holm family; and what each method costs.
 
-    ``rows``: E13's result rows; ``costs``: :func:`cost_table`'s rows (or its summary)."""
+    ``rows``: E13's result rows; ``costs``: :func:`cost_table`'s rows (or its summary);
+    ``gate_rows``: the rows of the grid's transfer gate (``run_gate``)."""
     rows = list(rows)
     method_cs = [replace(c, key=(other, *c.key))
                  for other in (SEARCH_THEN_PRUNE, IMP)
@@ -340,7 +346,7 @@ def superticket_finding(rows: Iterable[dict], costs: Iterable[dict] = (), *,
     finding = _standard(rows, f"the ticket drawn from the robust ({robust_name}) source",
                         "the natural one", ("task", "scheme"), cells="(task, method)",
                         addons=[(method_cs, _method_words)], labels={"scheme": "method"},
-                        where={"scheme": list(METHODS)})
+                        where={"scheme": list(METHODS)}, gate_rows=gate_rows)
     costs = list(costs)
     summary = costs if costs and "n" in costs[0] else cost_summary(costs)
     return finding.with_paragraph(_cost_words(summary))
