@@ -84,3 +84,7 @@ EXPERIMENTS = ExperimentRegistry([
                LazyFunction("rtstudy.explorer", "anatomy_finding")),
 ])
 TITLES = EXPERIMENTS.titles()
+EXPERIMENTS.register(Experiment("E11", "text tickets: BERT, natural and robust", "11_text",
+                                LazyFunction("rtstudy.experiments.text_tickets", "text_finding"),
+                                LazyFunction("rtstudy.experiments.text_tickets", "grid_e11")))
+TITLES = EXPERIMENTS.titles()
