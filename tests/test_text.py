@@ -109,7 +109,7 @@ def test_bad_models_and_files_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="lacks tokenizer.json"):
         load_pretrained(str(folder))
     recipe = TextRecipe()
-    with pytest.raises(ValueError, match="unknown text task 'imdb'; allowed: 'bbc', 'tweets'"):
+    with pytest.raises(ValueError, match="unknown text task 'imdb'; allowed: 'bbc', 'glue-cola', 'glue-sst2', 'tweets'"):
         TextSource(task="imdb", model="tiny", recipe=recipe)
     with pytest.raises(ValueError, match=r"max_length must be in \[8, 128\].*got 7"):
         TextSource(task="bbc", model="tiny", recipe=recipe, max_length=7)
