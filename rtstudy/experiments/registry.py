@@ -1,7 +1,7 @@
 """The experiments by id: each one's title, notebook and finding function, in one registry.
 
 ``EXPERIMENTS.get("E1")`` is the ``Experiment``; iterating the registry gives the ids in
-order (E0 ... E10); ``TITLES`` maps id -> title (what the report prints).
+order (E0 ... E13); ``TITLES`` maps id -> title (what the report prints).
 """
 
 from __future__ import annotations
@@ -82,6 +82,10 @@ EXPERIMENTS = ExperimentRegistry([
                findings.double_win_finding, grids.grid_e9),
     Experiment("E10", "mask anatomy", "10_anatomy",
                LazyFunction("rtstudy.explorer", "anatomy_finding")),
+    # the text track imports transformers: only when E11 is asked for
+    Experiment("E11", "text tickets: BERT, natural and robust", "11_text",
+               LazyFunction("rtstudy.experiments.text_tickets", "text_finding"),
+               LazyFunction("rtstudy.experiments.text_tickets", "grid_e11")),
     Experiment("E13", "SuperTickets: search and prune in one training", "13_supertickets",
                supertickets.superticket_finding, supertickets.grid_e13),
 ])
