@@ -33,10 +33,11 @@ profile = "default"
 results_dir = None
 directions = None  # None: the profile's (source task, target task) pairs
 source_seeds = None  # source-model seeds, the unit of replication (None: the profile's)
+seeds = None  # finetuning seeds within each (None: the profile's)
 
 # %%
 P = get_profile(profile)
-[grid] = X.EXPERIMENTS.get("E11").grids(P, directions=directions, source_seeds=source_seeds)
+[grid] = X.EXPERIMENTS.get("E11").grids(P, directions=directions, source_seeds=source_seeds, seeds=seeds)
 sizes = grid.sizes
 robust_name = grid.source(grid.directions[0][0], True, grid.source_seeds[0]).label
 print(f"model {sizes.model}, {sizes.max_length} tokens, robust source: {robust_name}, "

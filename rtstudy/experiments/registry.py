@@ -7,6 +7,7 @@ order (E0 ... E13); ``TITLES`` maps id -> title (what the report prints).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ class LazyFunction:
 
     def __call__(self, *args, **kwargs) -> str:
         return self.resolve()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # the plan passes a grid only what it accepts
+        return inspect.signature(self.resolve())
 
 
 @dataclass(frozen=True)

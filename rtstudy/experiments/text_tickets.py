@@ -52,6 +52,7 @@ class E11Grid:
     sizes: TextSizes
     directions: tuple[tuple[str, str], ...]
     source_seeds: tuple[int, ...]
+    seeds: tuple[int, ...] = (0,)  # finetuning seeds within each source seed
 
     def source(self, task: str, robust: bool, seed: int) -> TextSource:
         s = self.sizes
@@ -81,7 +82,7 @@ class E11Grid:
             for robust in (False, True):
                 for ss in self.source_seeds:
                     source = self.source(src, robust, ss)
-                    for seed in s.seeds:
+                    for seed in self.seeds:
                         for t in self.tickets(source):
                             out.append(TransferDesc(source, t, target, s.finetune, ev, seed=seed))
                         out.append(TransferDesc(source, None, target, s.finetune, ev, seed=seed,
@@ -92,7 +93,7 @@ class E11Grid:
         return self.cells()
 
 
-def grid_e11(P, *, directions=None, source_seeds=None) -> list[E11Grid]:
+def grid_e11(P, *, directions=None, source_seeds=None, seeds=None) -> list[E11Grid]:
     """E11's grid under profile ``P`` (its name picks ``rtstudy.text.sizes``)."""
     sizes = text_sizes(P.name if hasattr(P, "name") else str(P))
     dirs = tuple(tuple(d) for d in (directions or sizes.directions))
@@ -101,8 +102,10 @@ def grid_e11(P, *, directions=None, source_seeds=None) -> list[E11Grid]:
             raise ValueError(f"a direction is (source task, another target task), got {d!r}")
         for task in d:
             check_task(task)
-    seeds = tuple(int(s) for s in (source_seeds if source_seeds is not None else sizes.source_seeds))
-    return [E11Grid(sizes, dirs, seeds)]
+    source_seeds = tuple(int(s) for s in (source_seeds if source_seeds is not None
+                                          else sizes.source_seeds))
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else sizes.seeds))
+    return [E11Grid(sizes, dirs, source_seeds, seeds)]
 
 
 # ----------------------------------------------------------------------------- running
