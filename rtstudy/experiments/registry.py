@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rtstudy.core.registry import Registry
 from rtstudy.experiments import findings, grids
+from rtstudy.experiments.prior import grid_e12
 
 
 @dataclass(frozen=True)
@@ -82,5 +83,7 @@ EXPERIMENTS = ExperimentRegistry([
                findings.double_win_finding, grids.grid_e9),
     Experiment("E10", "mask anatomy", "10_anatomy",
                LazyFunction("rtstudy.explorer", "anatomy_finding")),
+    Experiment("E12", "image prior: sparse DIP by Optimal Eye Surgeon", "12_prior",
+               LazyFunction("rtstudy.experiments.prior", "prior_finding"), grid_e12),
 ])
 TITLES = EXPERIMENTS.titles()
