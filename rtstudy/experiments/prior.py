@@ -203,6 +203,10 @@ def _say(c: PairedContrast) -> str:
     if c.verdict == "worse":
         return f"{LABELS[a]} trails {LABELS[b]} by {_db(c.diff)} ({stats})"
     mde = f"{c.mde:.2f} dB" if np.isfinite(c.mde) else "∞"
+    if c.p < c.alpha <= c.p_adjusted:  # separated before the correction, not after
+        return (f"{LABELS[a]} vs {LABELS[b]}: not separated after the Holm correction (observed "
+                f"{_db(c.diff)}, {stats}, p = {c.p:.2g} before it; the design detects {mde} at 80% "
+                "power before the correction)")
     return (f"{LABELS[a]} vs {LABELS[b]}: no difference larger than {mde} (the smallest the design "
             f"detects at 80% power; observed {_db(c.diff)}, {stats})")
 

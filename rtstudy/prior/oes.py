@@ -53,43 +53,60 @@ def topk_mask(probabilities: Mapping[str, torch.Tensor], keep: float) -> Mask:
     return out
 
 
-def learn_probabilities(model: nn.Module, code: torch.Tensor, target: torch.Tensor, keep: float, *,
-                        steps: int = 200, lr: float = 0.05, kl_weight: float = 1.0,
-                        temperature: float = 0.5, init: float = 0.5, seed: int = 0,
-                        data_weight: float = 1.0) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Learn keep probabilities of ``model``'s prunable weights (frozen) so that the masked
-    network maps ``code`` to ``target``: ``(probabilities, history)``; the history has, per
-    step, the data loss, the KL term and the mean keep probability."""
-    keep = check_keep(keep)
-    check_int("steps", steps, 1)
-    check_positive("lr", lr)
-    check_positive("temperature", temperature)
-    check_range("init", init, 0.0, 1.0, low_open=True, high_open=True)
-    names = prunable_names(model)
-    params = dict(model.named_parameters())
-    frozen = {k: v.detach() for k, v in params.items()}  # the weights never change
-    init_logit = float(torch.logit(torch.tensor(init)))
-    logits = {k: torch.full_like(frozen[k], init_logit, requires_grad=True) for k in names}
-    opt = torch.optim.Adam(logits.values(), lr=lr)
-    gen = torch.Generator(device=code.device).manual_seed(int(seed))
-    model.train()
-    history = []
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
+class MaskLearner:
+    """The OES objective on ``model``'s prunable weights (frozen): ``step()`` samples a relaxed
+    mask, fits ``code`` -> ``target`` with ``w ⊙ m`` and takes one Adam step on the logits;
+    ``probabilities()`` are the keep probabilities so far."""
+
+    def __init__(self, model: nn.Module, code: torch.Tensor, target: torch.Tensor, keep: float, *,
+                 lr: float = 0.05, kl_weight: float = 1.0, temperature: float = 0.5, init: float = 0.5,
+                 seed: int = 0, data_weight: float = 1.0):
+        self.keep = check_keep(keep)
+        check_positive("lr", lr)
+        check_positive("temperature", temperature)
+        check_range("init", init, 0.0, 1.0, low_open=True, high_open=True)
+        self.model, self.code, self.target = model, code, target
+        self.kl_weight, self.temperature, self.data_weight = kl_weight, temperature, data_weight
+        self.names = prunable_names(model)
+        self.frozen = {k: v.detach() for k, v in model.named_parameters()}  # never changed
+        init_logit = float(torch.logit(torch.tensor(init)))
+        self.logits = {k: torch.full_like(self.frozen[k], init_logit, requires_grad=True)
+                       for k in self.names}
+        self.opt = torch.optim.Adam(self.logits.values(), lr=lr)
+        self.gen = torch.Generator(device=code.device).manual_seed(int(seed))
+
+    def step(self) -> dict:
+        """One step; the data loss, the KL term and the mean keep probability before it."""
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
         masked = {}
-        for k in names:
-            u = torch.rand(frozen[k].shape, generator=gen, device=code.device).clamp(1e-6, 1 - 1e-6)
-            m = torch.sigmoid((logits[k] + torch.log(u) - torch.log1p(-u)) / temperature)
-            masked[k] = frozen[k] * m
-        out = functional_call(model, {**frozen, **masked}, (code,))
-        data = nn.functional.mse_loss(out, target)
-        probs = torch.cat([torch.sigmoid(logits[k]).flatten() for k in names])
-        kl = bernoulli_kl(probs, keep).mean()
-        (data_weight * data + kl_weight * kl).backward()
-        opt.step()
-        history.append({"data": float(data.detach()), "kl": float(kl.detach()),
-                        "mean_keep": float(probs.detach().mean())})
-    return {k: torch.sigmoid(v.detach()) for k, v in logits.items()}, history
+        for k in self.names:
+            w = self.frozen[k]
+            u = torch.rand(w.shape, generator=self.gen, device=w.device).clamp(1e-6, 1 - 1e-6)
+            m = torch.sigmoid((self.logits[k] + torch.log(u) - torch.log1p(-u)) / self.temperature)
+            masked[k] = w * m
+        out = functional_call(self.model, {**self.frozen, **masked}, (self.code,))
+        data = nn.functional.mse_loss(out, self.target)
+        probs = torch.cat([torch.sigmoid(self.logits[k]).flatten() for k in self.names])
+        kl = bernoulli_kl(probs, self.keep).mean()
+        (self.data_weight * data + self.kl_weight * kl).backward()
+        self.opt.step()
+        return {"data": float(data.detach()), "kl": float(kl.detach()),
+                "mean_keep": float(probs.detach().mean())}
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        return {k: torch.sigmoid(v.detach()) for k, v in self.logits.items()}
+
+
+def learn_probabilities(model: nn.Module, code: torch.Tensor, target: torch.Tensor, keep: float, *,
+                        steps: int = 200, **options) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Learn keep probabilities of ``model``'s prunable weights (frozen) so that the masked
+    network maps ``code`` to ``target`` (``options``: those of ``MaskLearner``):
+    ``(probabilities, history)``, the history one ``step()`` record per step."""
+    check_int("steps", steps, 1)
+    learner = MaskLearner(model, code, target, keep, **options)
+    history = [learner.step() for _ in range(steps)]
+    return learner.probabilities(), history
 
 
 class OES(Scheme):

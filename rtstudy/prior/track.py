@@ -25,7 +25,14 @@ from rtstudy.core.track import TRACKS, Track, register_track
 from rtstudy.prior import oes  # noqa: F401  (registers the scheme "oes")
 from rtstudy.prior.denoise import denoise, fit
 from rtstudy.prior.models import Hourglass
-from rtstudy.prior.problem import TRACK, DenoiseEvaluation, DenoiseRecipe, PriorSource, new_network, problem
+from rtstudy.prior.problem import (
+    TRACK,
+    DenoiseEvaluation,
+    DenoiseRecipe,
+    PriorSource,
+    new_network,
+    problem,
+)
 
 
 class PriorTrack(Track):
