@@ -36,19 +36,19 @@ from rtstudy.results import record
 profile = "default"
 results_dir = None
 images = None  # None: the profile's images (rtstudy.prior.sizes)
-seeds = None  # network-and-noise seeds, the unit of replication with the image (None: the profile's)
-source_seeds = None  # the replicate shifts these with seeds; they must equal seeds
+source_seeds = None  # network initialisations: with the image, the unit of replication (None: the profile's)
+seeds = None  # noise seeds: the noise drawn on each image (None: the profile's)
 sparsity = None  # None: the profile's
 sigma = None  # noise standard deviation in [0, 1] pixel units (None: the profile's)
 
 # %%
 P = get_profile(profile)
-[grid] = EXPERIMENTS.get("E12").grids(P, images=images, seeds=seeds, source_seeds=source_seeds,
+[grid] = EXPERIMENTS.get("E12").grids(P, images=images, source_seeds=source_seeds, seeds=seeds,
                                       sparsity=sparsity, sigma=sigma)
 s = grid.sizes
-print(f"{s.image_size}x{s.image_size} images {list(grid.images)}, sigma {grid.sigma:g}, seeds "
-      f"{list(grid.seeds)}; {grid.source(grid.seeds[0]).label}, {s.iterations} iterations, "
-      f"sparsity {grid.sparsity:.0%}")
+print(f"{s.image_size}x{s.image_size} images {list(grid.images)}, sigma {grid.sigma:g}, network seeds "
+      f"{list(grid.seeds)}, noise seeds {list(grid.noise_seeds)}; {grid.source(grid.seeds[0]).label}, "
+      f"{s.iterations} iterations, sparsity {grid.sparsity:.0%}")
 res = E.run_e12(grid)
 
 # %% [markdown]
@@ -62,17 +62,17 @@ plots.show(figures.psnr_curves_figure(res.curves, E.LABELS, grid.images,
 # %% [markdown]
 # ## What the priors give
 # Clean, noisy, the dense prior at its last iteration, the OES prior at its last iteration
-# (seed of the first unit).
+# (the first network and noise seed).
 
 # %%
-seed = grid.seeds[0]
+seed, noise = grid.seeds[0], grid.noise_seeds[0]
 strip = []
 for image in grid.images:
     clean = load_image(image, s.image_size, s.channels)
-    noisy = add_noise(clean, grid.sigma, seed)
+    noisy = add_noise(clean, grid.sigma, noise)
     strip.append((image, [("clean", clean.numpy()), ("noisy", noisy.clamp(0, 1).numpy()),
-                          ("dense, last", res.outputs[("dense", image, seed)]),
-                          ("OES, last", res.outputs[("oes", image, seed)])]))
+                          ("dense, last", res.outputs[("dense", image, seed, noise)]),
+                          ("OES, last", res.outputs[("oes", image, seed, noise)])]))
 plots.show(figures.image_strip_figure(strip, title="Clean, noisy, dense and sparse outputs"))
 
 # %% [markdown]
@@ -101,7 +101,8 @@ display(Markdown(figures.transfer_table(
 finding = E.prior_finding(res.rows)
 display(Markdown(finding.markdown))
 recorded = record("E12", res.rows, finding,
-                  {"profile": profile, "images": list(grid.images), "seeds": list(grid.seeds),
+                  {"profile": profile, "images": list(grid.images), "source_seeds": list(grid.seeds),
+                   "seeds": list(grid.noise_seeds),
                    "sparsity": grid.sparsity, "sigma": grid.sigma, "image_size": s.image_size,
                    "iterations": s.iterations}, results_dir)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")

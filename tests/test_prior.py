@@ -176,8 +176,10 @@ def test_e12_grid_lists_every_run_and_its_finding_is_computed(tmp_path):
     assert len(descs) == len(grid.seeds) * len(grid.images) * (len(E.METHODS) + 1)
     moved = [c for c in grid.cells() if c.method == E.TRANSFERRED]
     assert all(c.mask_from != c.image and c.desc.ticket.target.startswith(c.mask_from + "@") for c in moved)
-    with pytest.raises(ValueError, match="source_seeds"):
-        E.grid_e12("smoke", seeds=[0, 1], source_seeds=[5, 6])
+    [rep] = E.grid_e12("smoke", source_seeds=[100, 101], seeds=[100, 102, 103])  # the replicate's
+    assert {d.source.seed for d in rep.descriptions()} == {100, 101}
+    assert {d.seed for d in rep.descriptions()} == {100, 102, 103}
+    assert all(d.target.endswith(f"#{d.seed}") for d in rep.descriptions())
     # synthetic rows: OES ends 2 dB above dense on every unit (+ noise), ties elsewhere
     rows, rng = [], np.random.default_rng(0)
     for image in ("a", "b", "c"):
@@ -199,7 +201,7 @@ def test_e12_grid_lists_every_run_and_its_finding_is_computed(tmp_path):
     text = E.prior_finding(rows)
     assert "OES (learned) beats dense by +1.9" in text and "drops 1.9" in text and "less than dense" in text
     assert "not separated after the Holm correction" in text  # the transferred mask's +0.07 dB
-    assert "Over 9 (image, seed) units" in text
+    assert "Over 9 (image, network seed) units × 1 noise seed" in text
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -4,11 +4,11 @@
     res = run_e12(grid)                   # rows, PSNR curves, last outputs, masks (stored)
     finding = prior_finding(res.rows)     # paired contrasts over (image, seed), Holm
 
-Each (image, seed) is one unit: the network initialised under the seed, the noise drawn on
-the image under the same seed. On it run the dense prior and the masked priors of every
-method (``METHODS``), all at the grid's sparsity, each mask drawn at initialisation on
-that noisy image; and the OES mask learned on the *previous* image of the list (same
-seed), transferred to this one.
+Each (image, source seed) is one unit of replication: the network initialised under the
+source seed, fitted to the image under each noise seed (averaged within the unit). On it
+run the dense prior and the masked priors of every method (``METHODS``), all at the grid's
+sparsity, each mask drawn at initialisation on that noisy image; and the OES mask learned
+on the *previous* image of the list (same network and noise seed), transferred to this one.
 """
 
 from __future__ import annotations
@@ -45,29 +45,34 @@ METRICS = ("psnr_peak", "psnr_final", "psnr_drop", "psnr_peak_iteration", "ssim_
 
 @dataclass(frozen=True)
 class Cell:
-    """One denoising run: ``method`` on ``image`` under ``seed``, its mask drawn on ``mask_from``."""
+    """One denoising run: ``method`` on ``image`` with the network of ``seed`` and the noise of
+    ``noise_seed``, its mask drawn on ``mask_from``."""
 
     method: str
     image: str
     seed: int
+    noise_seed: int
     mask_from: str
     desc: TransferDesc
 
 
 @dataclass(frozen=True)
 class PriorGrid:
-    """E12's grid: ``images`` x ``seeds`` x methods (+ the transferred OES mask)."""
+    """E12's grid: ``images`` x network ``seeds`` x ``noise_seeds`` x methods (+ the
+    transferred OES mask)."""
 
     sizes: PriorSizes
     images: tuple[str, ...]
     seeds: tuple[int, ...]
+    noise_seeds: tuple[int, ...]
     sparsity: float
     sigma: float
 
     def __post_init__(self):
-        if not self.images or not self.seeds:
-            raise ValueError(f"E12 needs at least one image and one seed; got images={self.images!r}, "
-                             f"seeds={self.seeds!r}")
+        if not self.images or not self.seeds or not self.noise_seeds:
+            raise ValueError(f"E12 needs at least one image, network seed and noise seed; got "
+                             f"images={self.images!r}, seeds={self.seeds!r}, "
+                             f"noise_seeds={self.noise_seeds!r}")
 
     def source(self, seed: int) -> PriorSource:
         s = self.sizes
@@ -81,12 +86,13 @@ class PriorGrid:
     def recipe(self) -> DenoiseRecipe:
         return DenoiseRecipe(iterations=self.sizes.iterations, lr=self.sizes.lr)
 
-    def ticket(self, method: str, image: str, seed: int) -> TicketDesc | None:
-        """The mask of ``method`` drawn at the initialisation of ``seed`` on ``image``."""
+    def ticket(self, method: str, image: str, seed: int, noise_seed: int) -> TicketDesc | None:
+        """The mask of ``method`` drawn at the initialisation of ``seed`` on ``image`` with the
+        noise of ``noise_seed``."""
         scheme, pattern, _ = METHODS[method]
         if scheme is None:
             return None
-        s, src, target = self.sizes, self.source(seed), self.target(image, seed)
+        s, src, target = self.sizes, self.source(seed), self.target(image, noise_seed)
         common = dict(source=src, scheme=scheme, pattern=pattern, sparsity=self.sparsity)
         if scheme in ("oes", "oes_random"):
             return TicketDesc(**common, seed=int(seed) if scheme == "oes_random" else 0, target=target,
@@ -100,35 +106,35 @@ class PriorGrid:
     def cells(self) -> list[Cell]:
         out = []
         for seed in self.seeds:
-            for i, image in enumerate(self.images):
-                for method in METHODS:
-                    out.append(self._cell(method, image, seed, image, self.ticket(method, image, seed)))
-                if len(self.images) > 1:
-                    other = self.images[i - 1]
-                    out.append(self._cell(TRANSFERRED, image, seed, other, self.ticket("oes", other, seed)))
+            for noise in self.noise_seeds:
+                for i, image in enumerate(self.images):
+                    for method in METHODS:
+                        out.append(self._cell(method, image, seed, noise, image,
+                                              self.ticket(method, image, seed, noise)))
+                    if len(self.images) > 1:
+                        other = self.images[i - 1]
+                        out.append(self._cell(TRANSFERRED, image, seed, noise, other,
+                                              self.ticket("oes", other, seed, noise)))
         return out
 
-    def _cell(self, method, image, seed, mask_from, ticket) -> Cell:
-        desc = TransferDesc(self.source(seed), ticket, self.target(image, seed), self.recipe,
-                            DenoiseEvaluation(self.sizes.every), seed=int(seed))
-        return Cell(method, image, int(seed), mask_from, desc)
+    def _cell(self, method, image, seed, noise, mask_from, ticket) -> Cell:
+        desc = TransferDesc(self.source(seed), ticket, self.target(image, noise), self.recipe,
+                            DenoiseEvaluation(self.sizes.every), seed=int(noise))
+        return Cell(method, image, int(seed), int(noise), mask_from, desc)
 
     def descriptions(self, profile=None) -> list[TransferDesc]:
         """Every denoising run E12 reads (with its ticket and source)."""
         return [c.desc for c in self.cells()]
 
 
-def grid_e12(P, *, images=None, seeds=None, source_seeds=None, sparsity=None, sigma=None) -> list[PriorGrid]:
-    """E12's grid under profile ``P`` (its sizes: ``rtstudy.prior.sizes``). ``seeds``: the
-    units' seeds (network and noise); ``source_seeds``, when given, is paired with them
-    (the replicate shifts both alike) and must be the same list."""
+def grid_e12(P, *, images=None, source_seeds=None, seeds=None, sparsity=None, sigma=None) -> list[PriorGrid]:
+    """E12's grid under profile ``P`` (its sizes: ``rtstudy.prior.sizes``; ``None``: theirs).
+    ``source_seeds``: the networks' initialisations (the unit of replication, with the
+    image); ``seeds``: the noise drawn on each image."""
     s = prior_sizes(P)
-    seeds = tuple(int(x) for x in (seeds if seeds is not None else
-                                   source_seeds if source_seeds is not None else s.seeds))
-    if source_seeds is not None and tuple(int(x) for x in source_seeds) != seeds:
-        raise ValueError(f"E12 pairs each network with the noise of the same seed: source_seeds "
-                         f"{list(source_seeds)} must equal seeds {list(seeds)}")
-    return [PriorGrid(s, tuple(images or s.images), seeds,
+    return [PriorGrid(s, tuple(images or s.images),
+                      tuple(int(x) for x in (s.seeds if source_seeds is None else source_seeds)),
+                      tuple(int(x) for x in (s.noise_seeds if seeds is None else seeds)),
                       float(s.sparsity if sparsity is None else sparsity),
                       float(s.sigma if sigma is None else sigma))]
 
@@ -145,12 +151,13 @@ class PriorResults:
 
 
 def run_e12(grid: PriorGrid, store: Store | None = None) -> PriorResults:
-    """Every run of ``grid`` (built, or read from the store); keys ``(method, image, seed)``."""
+    """Every run of ``grid`` (built, or read from the store); keys ``(method, image, seed,
+    noise seed)``; rows: ``seed`` the network's, ``noise_seed`` the noise's."""
     store = store or Store()
     res = PriorResults()
     for c in grid.cells():
         m = transfer(c.desc, store=store).metrics
-        key = (c.method, c.image, c.seed)
+        key = (c.method, c.image, c.seed, c.noise_seed)
         if c.desc.ticket is not None and c.method != TRANSFERRED:
             res.masks[key] = draw_ticket(c.desc.ticket, store=store).mask
         res.curves[key] = (m["curve_iterations"], m["curve_psnr"])
@@ -160,14 +167,14 @@ def run_e12(grid: PriorGrid, store: Store | None = None) -> PriorResults:
             res.rows.append(make_row(c.image, c.desc.source.label, 0.0, c.method,
                                      METHODS.get(c.method, METHODS["oes"])[1] or "dense", sparsity,
                                      c.seed, metric, m[metric], method=LABELS[c.method],
-                                     mask_from=c.mask_from, sigma=grid.sigma))
+                                     mask_from=c.mask_from, sigma=grid.sigma, noise_seed=c.noise_seed))
     return res
 
 
 def layer_keep_rates(masks: dict[tuple, dict[str, torch.Tensor]]) -> dict[str, dict[str, float]]:
     """Per method, each layer's kept fraction, averaged over images and seeds."""
     out: dict[str, dict[str, list[float]]] = {}
-    for (method, _, _), mask in masks.items():
+    for (method, *_), mask in masks.items():
         for layer, m in mask.items():
             out.setdefault(method, {}).setdefault(layer, []).append(float(m.float().mean()))
     return {meth: {k: float(np.mean(v)) for k, v in layers.items()} for meth, layers in out.items()}
@@ -175,14 +182,19 @@ def layer_keep_rates(masks: dict[tuple, dict[str, torch.Tensor]]) -> dict[str, d
 
 # ----------------------------------------------------------------------------- finding
 def _values(rows: Sequence[dict], method: str, metric: str) -> dict[tuple, float]:
-    return {(r["task"], r["seed"]): r["value"] for r in rows
+    """``{(image, network seed, noise seed): value}``."""
+    return {(r["task"], r["seed"], r.get("noise_seed", 0)): r["value"] for r in rows
             if r["scheme"] == method and r["metric"] == metric}
 
 
 def dB_contrast(rows: Sequence[dict], a: str, b: str, metric: str) -> PairedContrast:
-    """``a − b`` in ``metric`` paired over the (image, seed) units having both (dB for PSNR)."""
+    """``a − b`` in ``metric`` (dB for PSNR), paired on the same image, network and noise;
+    the units are (image, network seed), the noise seeds averaged within them."""
     va, vb = _values(rows, a, metric), _values(rows, b, metric)
-    diffs = {u: [va[u] - vb[u]] for u in va if u in vb}
+    diffs: dict[tuple, list[float]] = {}
+    for u in va:
+        if u in vb:
+            diffs.setdefault(u[:2], []).append(va[u] - vb[u])
     return paired_contrast(diffs, key=(a, b, metric))
 
 
@@ -224,6 +236,7 @@ def prior_finding(rows: Sequence[dict]) -> Finding:
     if not rows:
         return Finding("E12 has no results.")
     units = {(r["task"], r["seed"]) for r in rows}
+    noises = {r.get("noise_seed", 0) for r in rows}
     pairs = [("oes", "dense", "psnr_final"), ("oes", "dense", "psnr_drop"),
              ("oes", "dense", "psnr_peak")]
     pairs += [("oes", m, "psnr_final") for m in METHODS if m not in ("oes", "dense")]
@@ -241,7 +254,8 @@ def prior_finding(rows: Sequence[dict]) -> Finding:
                 f"{_mean(rows, method, 'psnr_final'):.2f} dB (drop {_mean(rows, method, 'psnr_drop'):.2f} dB)")
 
     sparsity = next((r["sparsity"] for r in rows if r["scheme"] == "oes"), float("nan"))
-    lead = (f"Over {len(units)} (image, seed) units, the {curve('dense')}; at {sparsity:.0%} sparsity "
+    lead = (f"Over {len(units)} (image, network seed) units × {len(noises)} noise "
+            f"seed{'' if len(noises) == 1 else 's'}, the {curve('dense')}; at {sparsity:.0%} sparsity "
             f"the {curve('oes')}.")
     first = [c for c in main if c.key[2] in ("psnr_final", "psnr_drop", "psnr_peak") and c.key[1] == "dense"]
     names = {"psnr_final": "final PSNR", "psnr_drop": "drop from peak to final", "psnr_peak": "peak PSNR"}
@@ -251,8 +265,9 @@ def prior_finding(rows: Sequence[dict]) -> Finding:
                  + ".") if rest else ""
     transfer_text = ("Mask transfer (OES mask learned on another image, final PSNR): "
                      + "; ".join(_say(c) for c in moved) + ".") if moved else ""
-    design = (f"Paired differences over {len(units)} units (same image, network initialisation and "
-              f"noise); t intervals over the units; Holm across the {len(cs)} contrasts of this "
+    design = (f"Paired differences (same image, network initialisation and noise), averaged over "
+              f"the noise seeds within each of the {len(units)} (image, network seed) units; t "
+              "intervals over the units; Holm across the {len(cs)} contrasts of this "
               "notebook (α = 0.05); a tie reads \"no difference larger than X\", X the smallest true "
               "difference the design detects with 80% power.")
     return Finding(" ".join([lead, f"Against dense: {vs_dense}.", baselines, transfer_text, design]),

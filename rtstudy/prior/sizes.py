@@ -15,8 +15,8 @@ from rtstudy.profiles import PROFILES
 class PriorSizes:
     """Sizes of E12 under one profile.
 
-    ``seeds``: the unit of replication, each a network initialisation (the source seed)
-    paired with the noise drawn on every image under the same seed; a contrast pairs two
+    ``seeds``: the networks' initialisations (source seeds; with the image, the unit of
+    replication); ``noise_seeds``: the noise drawn on each image; a contrast pairs two
     methods on the same image, network and noise. ``iterations`` of Adam at ``lr`` per
     denoising run, measured every ``every``; masks at ``sparsity`` (OES: ``oes_steps`` of
     mask learning; IMP: prune ``imp_rate`` of the remaining weights per round, each round
@@ -33,15 +33,16 @@ class PriorSizes:
     images: tuple[str, ...] = ("camera", "coins", "moon")
     sigma: float = 0.1
     seeds: tuple[int, ...] = (0, 1)
-    iterations: int = 300
+    noise_seeds: tuple[int, ...] = (0,)
+    iterations: int = 250
     lr: float = 0.01
     every: int = 10
     sparsity: float = 0.9
-    oes_steps: int = 200
+    oes_steps: int = 150
     oes_lr: float = 0.05
     kl_weight: float = 1.0
     imp_rate: float = 0.5
-    imp_iterations: int = 60
+    imp_iterations: int = 50
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class PaperSizes(PriorSizes):
     images: tuple[str, ...] = ("camera", "coins", "moon", "astronaut", "coffee", "chelsea")
     sigma: float = 25 / 255
     seeds: tuple[int, ...] = (0, 1, 2)
+    noise_seeds: tuple[int, ...] = (0, 1)
     iterations: int = 3000
     every: int = 25
     sparsity: float = 0.95
