@@ -254,7 +254,7 @@ def prior_finding(rows: Sequence[dict]) -> Finding:
                 f"{_mean(rows, method, 'psnr_final'):.2f} dB (drop {_mean(rows, method, 'psnr_drop'):.2f} dB)")
 
     sparsity = next((r["sparsity"] for r in rows if r["scheme"] == "oes"), float("nan"))
-    lead = (f"Over {len(units)} (image, network seed) units × {len(noises)} noise "
+    opening = (f"Over {len(units)} (image, network seed) units × {len(noises)} noise "
             f"seed{'' if len(noises) == 1 else 's'}, the {curve('dense')}; at {sparsity:.0%} sparsity "
             f"the {curve('oes')}.")
     first = [c for c in main if c.key[2] in ("psnr_final", "psnr_drop", "psnr_peak") and c.key[1] == "dense"]
@@ -270,5 +270,5 @@ def prior_finding(rows: Sequence[dict]) -> Finding:
               "intervals over the units; Holm across the {len(cs)} contrasts of this "
               "notebook (α = 0.05); a tie reads \"no difference larger than X\", X the smallest true "
               "difference the design detects with 80% power.")
-    return Finding(" ".join([lead, f"Against dense: {vs_dense}.", baselines, transfer_text, design]),
-                   [p for p in (lead, f"Against dense: {vs_dense}.", baselines, transfer_text, design) if p])
+    return Finding(" ".join([opening, f"Against dense: {vs_dense}.", baselines, transfer_text, design]),
+                   [p for p in (opening, f"Against dense: {vs_dense}.", baselines, transfer_text, design) if p])
