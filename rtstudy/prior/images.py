@@ -36,10 +36,14 @@ def _read(name: str) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"image {name!r} is neither one of scikit-image's samples "
                          f"({', '.join(SAMPLES)}) nor an existing file")
+    import warnings
+
     import skimage.io
 
     try:
-        return np.asarray(skimage.io.imread(path))
+        with warnings.catch_warnings():  # imageio's plugin search warns about its own deprecations
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return np.asarray(skimage.io.imread(path))
     except Exception as err:  # any decoder failure: say which file and why
         raise ValueError(f"image file {name!r} cannot be read as an image: {err}") from err
 
