@@ -202,6 +202,7 @@ def test_e12_grid_lists_every_run_and_its_finding_is_computed(tmp_path):
     assert "OES (learned) beats dense by +1.9" in text and "drops 1.9" in text and "less than dense" in text
     assert "not separated after the Holm correction" in text  # the transferred mask's +0.07 dB
     assert "Over 9 (image, network seed) units × 1 noise seed" in text
+    assert "Holm across the 10 contrasts" in text
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -267,7 +267,7 @@ def prior_finding(rows: Sequence[dict]) -> Finding:
                      + "; ".join(_say(c) for c in moved) + ".") if moved else ""
     design = (f"Paired differences (same image, network initialisation and noise), averaged over "
               f"the noise seeds within each of the {len(units)} (image, network seed) units; t "
-              "intervals over the units; Holm across the {len(cs)} contrasts of this "
+              f"intervals over the units; Holm across the {len(cs)} contrasts of this "
               "notebook (α = 0.05); a tie reads \"no difference larger than X\", X the smallest true "
               "difference the design detects with 80% power.")
     return Finding(" ".join([opening, f"Against dense: {vs_dense}.", baselines, transfer_text, design]),
