@@ -71,14 +71,17 @@ class DefaultSizes(PriorSizes):
 
     64x64 grayscale images, a 3-level hourglass of width 16 (23k weights): one dense or
     masked iteration (forward, backward, Adam; SSIM every 10) runs at ~60-90 it/s on one
-    core of the development machine. At sigma = 0.1 the dense prior's PSNR peaks after ~70
-    iterations (camera: 26.0 dB) and falls to 22.4 dB by iteration 300 (it fits the
-    noise): 300 iterations show the whole overfitting curve. Per (image, seed): six
-    denoising runs (dense, OES, OES-layer random, magnitude at init, random, IMP) and one
-    transferred OES mask, 300 iterations each, plus 200 OES mask steps and 4 IMP rounds of
-    60 iterations after a 60-iteration dense fit: ~2,600 iteration-equivalents; 3 images x
-    2 seeds: ~16k, about 2 minutes on 2 workers. At 90% sparsity every masked prior still
-    reaches the dense peak (camera, seed 0: 26.0-26.8 dB).
+    idle core of the development machine; an OES mask step costs ~1.1 dense steps
+    (``rtstudy.bench``). At sigma = 0.1 the dense prior's PSNR peaks after ~60 iterations
+    and has fallen 5 dB by iteration 250 (it fits the noise), so 250 iterations show the
+    whole overfitting curve. Per (image, network seed): six denoising runs (dense, OES,
+    random with OES's layer budgets, magnitude at init, random, IMP) and one transferred
+    OES mask of 250 iterations each, 150 OES mask steps, and IMP's 50-iteration dense fit
+    and 4 rounds: ~2,150 iterations; 3 images x 2 network seeds: ~12,900 iterations, about
+    3 CPU-minutes, 1.5-2 minutes on 2 workers (estimated from the idle rate; the one cold
+    run measured so far shared its 2 cores with other jobs, load average ~15: 16.7 minutes
+    wall, 378 CPU-seconds including the notebook). At 90% sparsity every masked prior
+    still reaches the dense peak (27.0 dB on average).
     """
 
 
