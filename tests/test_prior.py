@@ -236,6 +236,9 @@ def test_bad_inputs_name_the_value(tmp_path):
                    options={"temperature": 0})
     with pytest.raises(ValueError, match="target"):
         TicketDesc(SMALL, "oes", sparsity=0.5)
+    with pytest.raises(ValueError, match="rate/epochs must be None"):
+        TicketDesc(SMALL, "oes", sparsity=0.5, target=TARGET, finetune=DenoiseRecipe(), target_fraction=1.0,
+                   rate=0.5, epochs=1.0)
     with pytest.raises(ValueError, match="not '<image>@<sigma>#<noise seed>'"):
         parse_target("camera-0.1")
     other = Hourglass(depth=2, width=6, skip=2, code_channels=4)

@@ -109,6 +109,19 @@ def learn_probabilities(model: nn.Module, code: torch.Tensor, target: torch.Tens
     return learner.probabilities(), history
 
 
+class _WithoutRounds:
+    """A scheme as the core's validation sees one that has no IMP rounds (``trains`` False),
+    everything else (options, target) its own."""
+
+    trains = False
+
+    def __init__(self, scheme: Scheme):
+        self._scheme = scheme
+
+    def __getattr__(self, name: str):
+        return getattr(self._scheme, name)
+
+
 class OES(Scheme):
     """The learned mask of Optimal Eye Surgeon, drawn on the target (the noisy image) at the
     source's initial weights. Options: ``steps``, ``lr`` (Adam on the logits), ``kl_weight``,
@@ -126,10 +139,18 @@ class OES(Scheme):
         check_range("kl_weight", options["kl_weight"], 0.0, float("inf"))
         check_range("init", options["init"], 0.0, 1.0, low_open=True, high_open=True)
 
+    # it learns its mask from data (so a mask explorer cannot draw it in memory), in
+    # ``steps`` of its own rather than IMP's rounds: no rate or epochs
+    trains = True
+
     def validate(self, desc) -> None:
-        super().validate(desc)
+        if desc.rate is not None or desc.epochs is not None:
+            raise ValueError(f"scheme {self.name!r} learns its mask in its own steps (option "
+                             f"'steps'); rate/epochs must be None, got {desc.rate!r}, {desc.epochs!r}")
+        Scheme.validate(_WithoutRounds(self), desc)
         if desc.pattern.name != "unstructured":
-            raise ValueError(f"scheme 'oes' learns an unstructured mask; got pattern {desc.pattern.name!r}")
+            raise ValueError(f"scheme {self.name!r} learns an unstructured mask; got pattern "
+                             f"{desc.pattern.name!r}")
 
     def draw(self, drawing: Drawing, desc) -> Mask:
         from rtstudy.prior.problem import problem
