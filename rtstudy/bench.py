@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from rtstudy.core.masks import apply_mask
 from rtstudy.core.store import atomic_write_text
 from rtstudy.core.tickets import omp
+from rtstudy.prior.bench import bench_prior
 from rtstudy.profiles import get_profile
 from rtstudy.text.bench import bench_text
 from rtstudy.vision.attacks import AttackConfig, perturb
@@ -235,6 +236,7 @@ def run(profile_name: str = "default", repeats: int = 15, batch: int = 128, out:
     results.update(bench_slim(device, repeats))
     results.update(bench_supertickets(profile_name, device, repeats, batch))
     results.update(bench_text(profile_name, device, repeats))
+    results.update(bench_prior(profile_name, device, repeats))
     if out is not None and out.exists():  # the engine's measurements take minutes: kept until remeasured
         old = json.loads(out.read_text())
         results.update({k: v for k, v in old.items() if k.startswith(("report_", "scaleout_"))})

@@ -6,7 +6,9 @@ from rtstudy.bench import run
 
 KEYS = {"pgd_vs_torchattacks", "adv_step_vs_clean_step_pgd3", "train_img_per_s_clean",
         "train_img_per_s_pgd3", "masked_step_vs_dense_step", "slim_channel50_speedup",
-        "superticket_train_step_vs_dense_step", "superticket_slim_speedup"}
+        "superticket_train_step_vs_dense_step", "superticket_slim_speedup",
+        "dip_iter_per_s_dense", "dip_iter_per_s_masked", "oes_mask_step_vs_dense_step",
+        "text_train_tokens_per_s", "text_masked_step_vs_dense_step"}
 
 
 def test_bench_writes_all_measurements(tmp_path, monkeypatch):

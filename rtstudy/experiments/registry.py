@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rtstudy.core.registry import Registry
 from rtstudy.experiments import findings, grids, supertickets
+from rtstudy.experiments.prior import grid_e12
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ EXPERIMENTS = ExperimentRegistry([
     Experiment("E11", "text tickets: BERT, natural and robust", "11_text",
                LazyFunction("rtstudy.experiments.text_tickets", "text_finding"),
                LazyFunction("rtstudy.experiments.text_tickets", "grid_e11")),
+    Experiment("E12", "image prior: sparse DIP by Optimal Eye Surgeon", "12_prior",
+               LazyFunction("rtstudy.experiments.prior", "prior_finding"), grid_e12),
     Experiment("E13", "SuperTickets: search and prune in one training", "13_supertickets",
                supertickets.superticket_finding, supertickets.grid_e13),
 ])
