@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rtstudy.core.checks import check_choice
 from rtstudy.core.store import atomic_write_text
-from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E10
+from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E13
 from rtstudy.profiles import PROFILES
 from rtstudy.render import NotebookFailed, render_notebook
 

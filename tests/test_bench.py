@@ -1,4 +1,4 @@
-"""The benchmark runs and writes every measurement the issues ask for (values are not judged here)."""
+"""The benchmark runs and writes every measurement the design asks for (values are not judged here)."""
 
 import json
 

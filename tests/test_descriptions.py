@@ -113,10 +113,8 @@ class _WithOptions(Scheme):
             raise ValueError(f"steps must be >= 1, got {options['steps']}")
 
 
-SCHEMES.register(_WithOptions.name, _WithOptions())
-
-
-def test_scheme_options_are_part_of_the_key_and_checked(smoke):
+def test_scheme_options_are_part_of_the_key_and_checked(smoke, monkeypatch):
+    monkeypatch.setitem(SCHEMES._items, _WithOptions.name, _WithOptions())  # this test's only
     src = smoke[1]
     plain = TicketDesc(src, _WithOptions.name, sparsity=0.5)
     tuned = TicketDesc(src, _WithOptions.name, sparsity=0.5, options={"steps": 20})

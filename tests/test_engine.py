@@ -84,7 +84,10 @@ def test_replicate_parameters_plan_other_source_seeds(tmp_path):
     P = get_profile("smoke")
     plan = plan_report(P, ["E1"], {"source_seeds": [100, 101], "seeds": [100]}, Store(tmp_path))
     seeds = {t.desc.seed for t in plan.tasks.values() if t.stage == "source"}
-    assert seeds == {100, 101}
+    assert seeds == {100, 101}  # the gate follows other source seeds unless told its own
+    plan = plan_report(P, ["E1"], {"source_seeds": [100, 101], "gate_source_seeds": [100, 101, 102]},
+                       Store(tmp_path))
+    assert {t.desc.seed for t in plan.tasks.values() if t.stage == "source"} == {100, 101, 102}
 
 
 # ----------------------------------------------------------------------------- execution

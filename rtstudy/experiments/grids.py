@@ -37,6 +37,8 @@ def _grid(P: Profile, sources, tickets, *, targets, seeds, source_seeds, gate_so
     profile's) and ``transfers`` (``None``: one plain finetuning), and its transfer gate."""
     targets, seeds = param(targets, P.targets, str), param(seeds, P.seeds, int)
     transfers = transfers or [TransferSpec()]
+    if gate_source_seeds is None and source_seeds is not None:
+        gate_source_seeds = source_seeds  # other source seeds than the profile's: the gate's too
     source_seeds = param(source_seeds, P.source_seeds, int)
     gate = gate_grids(P, targets, seeds, transfers, source_seeds, gate_source_seeds) \
         if controls != "none" else []

@@ -159,6 +159,8 @@ def grid_e13(P: Profile, *, source_seeds=None, gate_source_seeds=None, targets=N
     from rtstudy.experiments.grids import gate_grids
 
     targets, seeds = param(targets, P.targets, str), param(seeds, P.seeds, int)
+    if gate_source_seeds is None and source_seeds is not None:
+        gate_source_seeds = source_seeds  # other source seeds than the profile's: the gate's too
     source_seeds = param(source_seeds, P.source_seeds, int)
     return [Grid(standard_sources(P), tickets(P, sparsity, regrow), targets, seeds,
                  source_seeds=source_seeds, controls="dense",
