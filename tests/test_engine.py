@@ -169,6 +169,21 @@ def test_two_plans_at_once_compute_each_artifact_once(tmp_path, monkeypatch):
     assert len(_artifacts(store)) == 13
 
 
+def test_every_source_runs_before_the_work_that_waits_on_the_first(tmp_path, monkeypatch):
+    """Sources are root tasks: Dask's root-task queuing would hold them back while
+    transfers of the first source keep the worker busy. Ours runs by priority."""
+    log = tmp_path / "builds.log"
+    monkeypatch.setenv("TOY_TRACK_LOG", str(log))
+    store = Store(tmp_path / "store")
+    sources = [TabularSource(noise=0.1 * i, recipe=Recipe(epochs=200)) for i in range(6)]
+    descs = [TransferDesc(s, None, "blobs_b", Recipe(epochs=200), Accuracy(), seed=f)
+             for s in sources for f in range(3)]
+    with open_client(workers=1, log=lambda *a: None) as c:
+        execute(c, plan_transfers(descs, store), store, progress=False)
+    stages = [line.split()[0] for line in log.read_text().splitlines()]
+    assert stages == ["source"] * 6 + ["transfer"] * 18, stages
+
+
 # ----------------------------------------------------------------------------- store guards
 def test_stale_build_directory_is_removed_when_the_lock_is_taken(tmp_path):
     store = Store(tmp_path)
