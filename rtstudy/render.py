@@ -5,10 +5,12 @@ Light on imports on purpose: a Dask worker imports this module to render a noteb
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from rtstudy.core.store import atomic_write_text
@@ -109,3 +111,40 @@ def render_notebook(exp: str, title: str, src: str, staging: str, parameters: di
             "wall_seconds": round(seconds, 1), "parameters": result["parameters"],
             "finding": result["finding"], "rows": result["rows"],
             "contrasts": result.get("contrasts", [])}
+
+
+PACKAGE = Path(__file__).resolve().parent
+LIBRARIES = ("torch", "numpy", "scipy", "statsmodels", "plotly", "papermill", "nbconvert", "transformers",
+             "scikit-image")
+
+
+def package_digest() -> str:
+    """Every source file of the rtstudy package and the versions of the libraries the notebooks use."""
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix in (".py", ".js") and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
+    for lib in LIBRARIES:
+        try:
+            h.update(f"{lib}={metadata.version(lib)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{lib}=none".encode())
+    return h.hexdigest()
+
+
+def notebook_fingerprint(src: str | Path, parameters: dict, artifacts: Iterable[Path],
+                         package: str | None = None) -> str:
+    """What a rendered notebook depends on: its source, its parameters, the package's code
+    and library versions (``package``: ``package_digest()``, computed once per report), and
+    the stored artifacts it reads (each artifact folder's ``meta.json``: path, size, mtime).
+    Equal fingerprints render equal notebooks, so the report reuses the previous render."""
+    h = hashlib.sha256()
+    h.update(Path(src).read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    h.update((package or package_digest()).encode())
+    for folder in sorted(str(a) for a in artifacts):
+        st = (Path(folder) / "meta.json").stat()
+        h.update(f"{folder}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]

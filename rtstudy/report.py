@@ -29,7 +29,7 @@ from rtstudy.core.checks import check_choice
 from rtstudy.core.store import atomic_write_text
 from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E13
 from rtstudy.profiles import PROFILES
-from rtstudy.render import NotebookFailed, render_notebook
+from rtstudy.render import NotebookFailed, notebook_fingerprint, package_digest, render_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -125,9 +125,14 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
                  only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS,
                  store: str | None = None, scheduler: str | None = None, workers: int | None = None,
                  gpu: bool | None = None, log=print, parameters: dict | None = None,
-                 build: bool = True, interval: float = 30.0) -> dict:
+                 build: bool = True, interval: float = 30.0, rerender: bool = False) -> dict:
     """Plan every artifact the notebooks read, build the plan on Dask, render the notebooks
     into ``out`` and return the summary (see module doc).
+
+    A notebook whose fingerprint (``render.notebook_fingerprint``: its source, parameters,
+    the package's code and the stored artifacts it reads) equals the one recorded for it in
+    ``out``'s summary is not rendered again: its previous notebook, page and results are
+    kept (``rerender=True`` renders every notebook).
 
     ``scheduler``: the address of an existing Dask scheduler (default: a ``LocalCluster``
     of ``workers`` processes, one per core). A notebook renders as soon as the tasks it
@@ -165,26 +170,50 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     env = {"RTSTUDY_STORE": str(the_store.root), "RTSTUDY_PROGRESS": "0", READ_ONLY_ENV: READ_ONLY_AT_RENDER,
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     params = {"profile": profile, "results_dir": "results", **(parameters or {})}
+    package = package_digest()
+
+    def fingerprint(exp: str, src: Path) -> str:
+        folders = [the_store.folder(plan.tasks[k].desc.kind, plan.tasks[k].desc.key) for k in plan.groups[exp]]
+        return notebook_fingerprint(src, params, folders, package)
+
+    reused = {}
+    if build and not rerender:
+        previous = _previous_entries(out, profile)
+        for exp, src in order:
+            if exp in previous and set(plan.groups[exp]) <= plan.done \
+                    and previous[exp].get("fingerprint") == fingerprint(exp, src):
+                _copy_entry(out, staging, exp, previous[exp])
+                reused[exp] = {**previous[exp], "reused": True}
     try:
-        with open_client(scheduler, workers=workers, gpu=gpu, log=log) as client:
-            futures = submit_plan(client, plan, the_store, gpu=gpu)
-            stages = {k: plan.tasks[k].stage for k in futures}
-            for exp, src in order:
-                deps = [futures[k] for k in plan.groups.get(exp, ()) if k in futures]
-                futures[f"render-{exp}"] = client.submit(
-                    render_notebook, exp, EXPERIMENTS[exp], str(src), str(staging.resolve()), params, env,
-                    *deps,
-                    key=f"render-{exp}-{os.getpid()}-{time.time_ns()}", retries=0,
-                    priority=RENDER_PRIORITY)
-                stages[f"render-{exp}"] = "render"
-            done = wait(futures, stages, describe=_task_label(plan), interval=interval)
+        done = {}
+        if plan.todo or len(reused) < len(order):  # else no cluster to start
+            with open_client(scheduler, workers=workers, gpu=gpu, log=log) as client:
+                futures = submit_plan(client, plan, the_store, gpu=gpu)
+                stages = {k: plan.tasks[k].stage for k in futures}
+                for exp, src in order:
+                    if exp in reused:
+                        continue
+                    deps = [futures[k] for k in plan.groups.get(exp, ()) if k in futures]
+                    futures[f"render-{exp}"] = client.submit(
+                        render_notebook, exp, EXPERIMENTS[exp], str(src), str(staging.resolve()), params, env,
+                        *deps,
+                        key=f"render-{exp}-{os.getpid()}-{time.time_ns()}", retries=0,
+                        priority=RENDER_PRIORITY)
+                    stages[f"render-{exp}"] = "render"
+                done = wait(futures, stages, describe=_task_label(plan), interval=interval)
         results = {k.removeprefix("render-"): v for k, v in done.items() if k.startswith("render-")}
-        summary["experiments"] = {exp: results[exp] for exp, _ in order}
+        if build:
+            for exp, src in order:
+                if exp in results:
+                    results[exp]["fingerprint"] = fingerprint(exp, src)
+        summary["experiments"] = {exp: results.get(exp) or reused[exp] for exp, _ in order}
         summary["stages"] = stage_times({k: v for k, v in done.items() if not k.startswith("render-")})
-        summary["stages"]["render"] = {"notebooks": len(results), "worker_seconds": round(
+        summary["stages"]["render"] = {"notebooks": len(results), "reused": len(reused), "worker_seconds": round(
             sum(r["wall_seconds"] for r in results.values()), 1)}
         for exp, r in results.items():
             log(f"[report] {exp}: {r['wall_seconds']:.0f} s — {r['finding'][:160]}")
+        if reused:
+            log(f"[report] kept, inputs unchanged: {', '.join(reused)} (--rerender renders them again)")
         if only:
             _carry_over(out, staging, summary, keep_out=set(only))
     except BaseException as exc:
@@ -214,24 +243,38 @@ def _task_label(plan):
     return label
 
 
+def _previous_entries(out: Path, profile: str) -> dict[str, dict]:
+    """The experiments of the report in ``out`` (of this profile) whose files are all there."""
+    try:
+        old = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if old.get("profile") != profile:
+        return {}
+    return {exp: info for exp, info in old.get("experiments", {}).items()
+            if all((out / name).is_file() for name in _entry_files(exp, info))}
+
+
+def _entry_files(exp: str, info: dict) -> tuple[str, ...]:
+    return info["notebook"], info["html"], f"results/{exp}.json"
+
+
+def _copy_entry(out: Path, staging: Path, exp: str, info: dict) -> None:
+    for name in _entry_files(exp, info):
+        if (out / name).exists():
+            shutil.copy2(out / name, staging / name)
+
+
 def _carry_over(out: Path, staging: Path, summary: dict, keep_out: set[str]) -> None:
     """With ``--only``: keep the previous report's other experiments (same profile only)."""
-    old_file = out / "summary.json"
-    if not old_file.exists():
-        return
-    old = json.loads(old_file.read_text())
-    if old.get("profile") != summary["profile"]:
-        return
+    previous = _previous_entries(out, summary["profile"])
     merged = {}
     for exp in EXPERIMENTS:
         if exp in summary["experiments"]:
             merged[exp] = summary["experiments"][exp]
-        elif exp in old["experiments"] and exp not in keep_out:
-            info = old["experiments"][exp]
-            for name in (info["notebook"], info["html"], f"results/{exp}.json"):
-                if (out / name).exists():
-                    shutil.copy2(out / name, staging / name)
-            merged[exp] = info
+        elif exp in previous and exp not in keep_out:
+            _copy_entry(out, staging, exp, previous[exp])
+            merged[exp] = previous[exp]
     summary["experiments"] = merged
 
 
@@ -305,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="build nothing: render the notebooks against what the store holds")
     ap.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                     help="training tasks ask for the worker resource GPU (default: when this machine has one)")
+    ap.add_argument("--rerender", action="store_true",
+                    help="render every notebook, also those whose inputs are unchanged since the last report")
     ap.add_argument("--replicate", action="store_true",
                     help="rerun with disjoint source and finetuning seeds and record how the verdicts "
                          "of the existing report replicate (into <out>/replicate and the summary)")
@@ -327,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.replicate:
             replicate(args.profile, args.out, store=args.store, **engine)
             return 0
-        build_report(args.profile, args.out, only, store=args.store, build=not args.render_only, **engine)
+        build_report(args.profile, args.out, only, store=args.store, build=not args.render_only,
+                     rerender=args.rerender, **engine)
     except NotebookFailed as exc:
         print(f"[report] error: {exc}", file=sys.stderr)
         return 1

@@ -109,3 +109,40 @@ def test_notebooks_may_not_train_at_render_time(tmp_path):
               "pretrain(get_profile('smoke').source_model(0.0))")
     with pytest.raises(NotebookFailed, match="NotInStore.*RTSTUDY_READ_ONLY forbids computing source"):
         _render(tmp_path, nbs)
+
+
+def test_a_notebook_whose_inputs_are_unchanged_is_not_rendered_again(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_anatomy.ipynb", GOOD.replace('"E1"', '"E10"'))  # no grid: nothing to train
+
+    def build(**kw):
+        return build_report("smoke", tmp_path / "out", notebooks_dir=nbs, log=lambda *_: None, workers=1,
+                            store=str(tmp_path / "store"), **kw)
+
+    first = build()["experiments"]["E10"]
+    assert first["fingerprint"] and not first.get("reused")
+    again = build()
+    assert again["experiments"]["E10"]["reused"] and again["stages"]["render"]["notebooks"] == 0
+    assert again["experiments"]["E10"]["finding"] == first["finding"]
+    assert (tmp_path / "out" / "10_anatomy.html").is_file(), "the kept page is in the new report"
+    assert not build(rerender=True)["experiments"]["E10"].get("reused")
+    _notebook(nbs / "10_anatomy.ipynb", GOOD.replace('"E1"', '"E10"') + "\nx = 1")
+    assert not build()["experiments"]["E10"].get("reused"), "a changed notebook renders again"
+
+
+def test_the_fingerprint_follows_source_parameters_and_artifacts(tmp_path):
+    from rtstudy.render import notebook_fingerprint
+
+    src = tmp_path / "nb.ipynb"
+    src.write_text("{}")
+    art = tmp_path / "transfer" / "abc"
+    art.mkdir(parents=True)
+    (art / "meta.json").write_text("{}")
+    base = notebook_fingerprint(src, {"seeds": [0]}, [art], package="p")
+    assert base == notebook_fingerprint(src, {"seeds": [0]}, [art], package="p")
+    assert base != notebook_fingerprint(src, {"seeds": [1]}, [art], package="p")
+    assert base != notebook_fingerprint(src, {"seeds": [0]}, [art], package="q")
+    assert base != notebook_fingerprint(src, {"seeds": [0]}, [], package="p")
+    (art / "meta.json").write_text('{"rebuilt": true}')
+    assert base != notebook_fingerprint(src, {"seeds": [0]}, [art], package="p")
