@@ -39,8 +39,13 @@ class Desc:
 
     @property
     def key(self) -> str:
-        """The artifact's key in the store (16 hex digits of its config's hash)."""
-        return config_hash(self.kind, self.config())
+        """The artifact's key in the store (16 hex digits of its config's hash); computed once
+        per description (descriptions are frozen: a plan asks for each key many times)."""
+        key = self.__dict__.get("_key")
+        if key is None:
+            key = config_hash(self.kind, self.config())
+            object.__setattr__(self, "_key", key)
+        return key
 
     @property
     def label(self) -> str:

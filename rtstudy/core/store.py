@@ -155,6 +155,14 @@ class Store:
     def path(self, kind: str, config: dict) -> Path:
         return self.root / kind / config_hash(kind, config)
 
+    def folder(self, kind: str, key: str) -> Path:
+        """The folder of the artifact of this kind and key (``Desc.key``), stored or not."""
+        return self.root / kind / key
+
+    def holds(self, kind: str, key: str) -> bool:
+        """Whether the finished artifact of this kind and key is stored (cheaper than ``get``)."""
+        return (self.folder(kind, key) / "meta.json").is_file()
+
     def get(self, kind: str, config: dict) -> Artifact | None:
         """The finished artifact for this config, or ``None``."""
         path = self.path(kind, config)

@@ -94,7 +94,7 @@ class Plan:
 
     def mark_done(self, store: Store) -> Plan:
         """Mark the tasks whose artifacts ``store`` already holds."""
-        self.done = {k for k, t in self.tasks.items() if store.get(t.desc.kind, t.desc.config()) is not None}
+        self.done = {k for k, t in self.tasks.items() if store.holds(t.desc.kind, t.desc.key)}
         return self
 
     @property

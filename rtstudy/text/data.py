@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sklearn.model_selection import train_test_split
 from tokenizers import Tokenizer
 
 from rtstudy.core.checks import check_choice, check_int
@@ -158,6 +157,8 @@ def load_corpus(name: str) -> Corpus:
 
 def split(corpus: Corpus, seed: int = SPLIT_SEED) -> tuple[list[int], list[int]]:
     """Train and test indices: stratified, ``TEST_FRACTION`` held out, fixed by ``seed``."""
+    from sklearn.model_selection import train_test_split
+
     idx = list(range(len(corpus.labels)))
     train, test = train_test_split(idx, test_size=TEST_FRACTION, random_state=seed,
                                    stratify=corpus.labels)
@@ -221,6 +222,8 @@ def stratified_first(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """Indices of a seeded stratified sample of ``n`` of ``y`` (all, shuffled, when n >= len)."""
     if n <= 0 or n >= len(y):
         return torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    from sklearn.model_selection import train_test_split
+
     idx, _ = train_test_split(list(range(len(y))), train_size=n, random_state=seed,
                               stratify=y.tolist())
     return torch.tensor(sorted(idx))

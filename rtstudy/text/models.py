@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from tokenizers import Tokenizer
-from transformers import BertConfig, BertModel
 
 from rtstudy.text.data import _package_dir
 
@@ -111,7 +110,10 @@ def load_pretrained(name: str, download: bool = False) -> Pretrained:
                      "checkpoint name with download=True")
 
 
-def bert_config(config: dict) -> BertConfig:
+def bert_config(config: dict):
+    """A ``transformers.BertConfig`` of ``config`` (transformers is imported on first use)."""
+    from transformers import BertConfig
+
     known = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("architectures",)}
     return BertConfig(**known)
 
@@ -120,6 +122,8 @@ class TextClassifier(nn.Module):
     """A BERT encoder, mean pooling over the real tokens, a linear head."""
 
     def __init__(self, config: dict, classes: int):
+        from transformers import BertModel
+
         super().__init__()
         self.encoder = BertModel(bert_config(config), add_pooling_layer=False)
         self.head = nn.Linear(self.encoder.config.hidden_size, classes)
