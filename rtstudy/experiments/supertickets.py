@@ -94,12 +94,11 @@ searched sparsity at E4's rate 0.5 and 0.25 epochs per round: three times the tr
 What E13 adds to the report: 6 SuperTickets (about 60 worker-seconds), 6 search-then-prune
 tickets (about 200) and their 48 transfers (about 34, at 0.7 s each), plus its notebook
 (about 15; it times the slim networks): about 310 worker-seconds, some 2.6 minutes of wall
-time on 2 workers here, 2.2 at the reference machine's throughput. Measured cold with only
-the 6 sources stored (so E4's IMP tickets and E1's dense transfers included), the run took
-1,459 s at a load average of 12-18 from other jobs on these 2 cores; its transfers took
-7.9 s each instead of 0.7, so that run says little about the unloaded time beyond
-agreeing in proportion (tickets: SuperTicket 249, search-then-prune 713, IMP 722
-worker-seconds).
+time on 2 workers here, 2.2 at the reference machine's throughput. Measured in a cold
+default report on an otherwise idle 2-core machine (bench clean training 2,897 img/s, 0.85
+of the reference machine), what E13 adds beyond E1's and E4's artifacts: 170
+worker-seconds of tickets, 58 of transfers and 39 to render the notebook, 267 in all: 2.2
+minutes on the 2 workers here, 1.9 on the reference machine (E13 may add 5).
 """
 
 PAPER = SuperTicketSizes(sparsity=0.8, epochs=5.0, search_epochs=5.0, penalty=0.01,

@@ -78,9 +78,11 @@ class DefaultSizes(PriorSizes):
     random with OES's layer budgets, magnitude at init, random, IMP) and one transferred
     OES mask of 250 iterations each, 150 OES mask steps, and IMP's 50-iteration dense fit
     and 4 rounds: ~2,150 iterations; 3 images x 2 network seeds: ~12,900 iterations, about
-    3 CPU-minutes, 1.5-2 minutes on 2 workers (estimated from the idle rate; the one cold
-    run measured so far shared its 2 cores with other jobs, load average ~15: 16.7 minutes
-    wall, 378 CPU-seconds including the notebook). At 90% sparsity every masked prior
+    3 CPU-minutes, 1.5-2 minutes on 2 workers. Measured in a cold default report on an
+    otherwise idle 2-core machine (bench clean training 2,897 img/s, 0.85 of the reference
+    machine): 34 worker-seconds of tickets, 136 of denoising runs and 18 to render the
+    notebook, 188 in all: 1.6 minutes on the 2 workers here, 1.3 on the reference machine
+    (E12 may add 5). At 90% sparsity every masked prior
     still reaches the dense peak (27.0 dB on average).
     """
 
