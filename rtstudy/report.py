@@ -227,6 +227,9 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     summary["wall_seconds"] = round(wall, 1)  # of this run only
     if scheduler is None:
         summary["cpu_utilisation"] = round((_busy_cpu_seconds() - busy0) / (wall * (os.cpu_count() or 1)), 3)
+    rep = _stored_replicate(out, profile) if parameters is None else None
+    if rep is not None:  # a new main report: its verdicts against the stored replicate's
+        summary["replication"] = replication(summary, rep)
     copy_plotly_js(staging)
     atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
     write_index(staging, summary)
@@ -307,12 +310,28 @@ def replicate_parameters(profile: str) -> dict:
             "seeds": [s + REPLICATE_SEED_OFFSET for s in P.seeds]}
 
 
+def replication(main: dict, rep: dict) -> dict:
+    """How the verdicts of the report ``main`` replicate in the replicate report ``rep``
+    (both summaries): counts, a sentence, the replicate's seeds, when and how fast it ran."""
+    from rtstudy.experiments.answer import compare_replicates, contrasts_of
+
+    return {**compare_replicates(contrasts_of(main), contrasts_of(rep)), **replicate_parameters(main["profile"]),
+            "replicate_created": rep.get("created"), "wall_seconds": rep.get("wall_seconds")}
+
+
+def _stored_replicate(out: Path, profile: str) -> dict | None:
+    """The summary of ``out/replicate`` when it is a replicate of this profile."""
+    try:
+        rep = json.loads((out / "replicate" / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rep if rep.get("profile") == profile else None
+
+
 def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, store: str | None = None,
               log=print, **engine) -> dict:
     """Rerun every notebook with disjoint source and finetuning seeds into ``out/replicate``
     and record in ``out``'s summary and index how many verdicts agree, flip or move."""
-    from rtstudy.experiments.answer import compare_replicates, contrasts_of
-
     out = Path(out)
     main_file = out / "summary.json"
     if not main_file.exists():
@@ -320,11 +339,9 @@ def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, s
     main = json.loads(main_file.read_text())
     if main.get("profile") != profile:
         raise ValueError(f"the report in {out} is of profile {main.get('profile')!r}, not {profile!r}")
-    params = replicate_parameters(profile)
-    t0 = time.perf_counter()
-    rep = build_report(profile, out / "replicate", store=store, log=log, parameters=params, **engine)
-    main["replication"] = {**compare_replicates(contrasts_of(main), contrasts_of(rep)), **params,
-                           "wall_seconds": round(time.perf_counter() - t0, 1)}
+    rep = build_report(profile, out / "replicate", store=store, log=log,
+                       parameters=replicate_parameters(profile), **engine)
+    main["replication"] = replication(main, rep)
     atomic_write_text(main_file, json.dumps(main, indent=1))
     write_index(out, main)
     log(f"[report] replication: {main['replication']['sentence']}")

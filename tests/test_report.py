@@ -126,6 +126,12 @@ def test_a_notebook_whose_inputs_are_unchanged_is_not_rendered_again(tmp_path):
     assert again["experiments"]["E10"]["reused"] and again["stages"]["render"]["notebooks"] == 0
     assert again["experiments"]["E10"]["finding"] == first["finding"]
     assert (tmp_path / "out" / "10_anatomy.html").is_file(), "the kept page is in the new report"
+    # a stored replicate: a new main report compares its own verdicts with the replicate's
+    (tmp_path / "out" / "replicate").mkdir()
+    (tmp_path / "out" / "replicate" / "summary.json").write_text(json.dumps(
+        {"profile": "smoke", "created": "then", "wall_seconds": 5.0, "experiments": {"E10": {"contrasts": []}}}))
+    rep = build()["replication"]
+    assert rep["replicate_created"] == "then" and rep["cells"] == 0 and "same verdict" in rep["sentence"]
     assert not build(rerender=True)["experiments"]["E10"].get("reused")
     _notebook(nbs / "10_anatomy.ipynb", GOOD.replace('"E1"', '"E10"') + "\nx = 1")
     assert not build()["experiments"]["E10"].get("reused"), "a changed notebook renders again"
