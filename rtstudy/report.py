@@ -233,7 +233,7 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     copy_plotly_js(staging)
     atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
     write_index(staging, summary)
-    _swap_in(staging, out, keep=[p for p in ("paper", "replicate", "bench.json", "README.md")
+    _swap_in(staging, out, keep=[p for p in ("paper", "replicate", "cold", "bench.json", "README.md")
                                  if (out / p).exists()])
     log(f"[report] wrote {out}/index.html and summary.json in {summary['wall_seconds']:.0f} s")
     return summary
