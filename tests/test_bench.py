@@ -22,3 +22,18 @@ def test_bench_writes_all_measurements(tmp_path, monkeypatch):
         assert set(entry) >= {"value", "unit", "target"}
         assert entry["value"] > 0, f"{key} must be a positive measurement"
     assert "outputs equal: True" in saved["slim_channel50_speedup"]["note"]
+
+
+def test_a_cold_report_summary_is_recorded_in_the_bench_file(tmp_path):
+    from rtstudy.bench import main
+
+    out, summary = tmp_path / "bench.json", tmp_path / "summary.json"
+    out.write_text(json.dumps({"report_cold_vs_reference": {"value": 1.1}, "pgd_vs_torchattacks": {
+        "value": 0.98, "unit": "ratio", "target": "<= 1.0", "ok": True, "note": ""}}))
+    summary.write_text(json.dumps({"profile": "default", "created": "2026-01-01", "wall_seconds": 2672.2,
+                                   "cpu_utilisation": 0.98, "stages": {"source": {"tasks": 38}}}))
+    assert main(["--out", str(out), "--cold-summary", str(summary)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["report_cold_seconds"]["value"] == 2672.2 and '"tasks": 38' in saved["report_cold_seconds"]["note"]
+    assert saved["report_cpu_utilisation"]["ok"] is True
+    assert "report_cold_vs_reference" not in saved and saved["pgd_vs_torchattacks"]["value"] == 0.98
