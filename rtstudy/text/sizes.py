@@ -84,9 +84,9 @@ class DefaultSizes(TextSizes):
     BBC 84% / 80%; the attack takes natural accuracy from 58% to 6% at ε = 0.1 (word
     embeddings have ℓ2 norm ≈ 1.1), so the robust budget is a small ε = 0.03. Per source
     seed and direction: a natural source of 6 steps (~5 s), a robust one (~12 s), an
-    IMP-source ticket at 50%, seven transfers of 4 steps (128
-    examples) tested on 128 examples (~3.5 s each): dense, OMP and random at 50% and 70%,
-    IMP at 50%, and the dense from-scratch control. With 3 source seeds and 2 directions:
+    IMP-source ticket at 50%, seven transfers of 4 steps (128 examples) tested on 128
+    examples (~3.5 s each): dense, OMP and random at 50% and 70%, IMP at 50%, and the dense
+    from-scratch control. With 3 source seeds and 2 directions:
     ~430 s of one core by the pilot's step times (model loading and evaluation per task come
     on top: see below). 3 source seeds because 2 would give a paired CI with one degree of
     freedom.
