@@ -324,8 +324,8 @@ def _cost_words(summary: Sequence[dict]) -> str:
             widths = (f"natural {' / '.join(f'{w:.0%}' for w in w_nat[0]['widths'].values())}, "
                       f"robust {' / '.join(f'{w:.0%}' for w in w_robust[0]['widths'].values())}")
         bits.append(f"{METHOD_NAMES[method]} keeps widths {widths} per stage, runs at {macs:.0%} "
-                    f"of the dense model's MACs as a slim network ({speed:.2f}× its measured "
-                    f"latency) and took {epochs:.2f} epochs of training to draw")
+                    f"of the dense model's MACs as a slim network (measured {speed:.2f}× faster than "
+                    f"the dense model) and took {epochs:.2f} epochs of training to draw")
     if not bits:
         return ""
     return "Costs (means over sources and source seeds): " + "; ".join(bits) + "."
