@@ -231,12 +231,29 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     if rep is not None:  # a new main report: its verdicts against the stored replicate's
         summary["replication"] = replication(summary, rep)
     copy_plotly_js(staging)
-    atomic_write_text(staging / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(staging / "summary.json", summary_json(summary))
     write_index(staging, summary)
     _swap_in(staging, out, keep=[p for p in ("paper", "replicate", "cold", "bench.json", "README.md")
                                  if (out / p).exists()])
     log(f"[report] wrote {out}/index.html and summary.json in {summary['wall_seconds']:.0f} s")
     return summary
+
+
+def summary_json(summary: dict) -> str:
+    """``summary`` as JSON text: indented, but each result row on one line (the rows are
+    most of it: indented key by key they tripled the file)."""
+    rows = {exp: info["rows"] for exp, info in summary["experiments"].items() if "rows" in info}
+    try:
+        for exp in rows:
+            summary["experiments"][exp]["rows"] = f"@rows {exp}@"
+        text = json.dumps(summary, indent=1, ensure_ascii=False)
+    finally:
+        for exp, rs in rows.items():
+            summary["experiments"][exp]["rows"] = rs
+    for exp, rs in rows.items():
+        lines = ",\n  ".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in rs)
+        text = text.replace(json.dumps(f"@rows {exp}@"), f"[\n  {lines}\n  ]" if rs else "[]", 1)
+    return text
 
 
 def _task_label(plan):
@@ -342,7 +359,7 @@ def replicate(profile: str = "default", out: Path | str = ROOT / "reports", *, s
     rep = build_report(profile, out / "replicate", store=store, log=log,
                        parameters=replicate_parameters(profile), **engine)
     main["replication"] = replication(main, rep)
-    atomic_write_text(main_file, json.dumps(main, indent=1))
+    atomic_write_text(main_file, summary_json(main))
     write_index(out, main)
     log(f"[report] replication: {main['replication']['sentence']}")
     return main["replication"]

@@ -152,3 +152,14 @@ def test_the_fingerprint_follows_source_parameters_and_artifacts(tmp_path):
     assert base != notebook_fingerprint(src, {"seeds": [0]}, [], package="p")
     (art / "meta.json").write_text('{"rebuilt": true}')
     assert base != notebook_fingerprint(src, {"seeds": [0]}, [art], package="p")
+
+
+def test_summary_json_writes_one_row_per_line_and_reads_back_equal():
+    from rtstudy.report import summary_json
+
+    rows = [row("mnist5k", "natural", 0.0, "omp", "unstructured", s, 0, "test_acc", 0.7) for s in (0.5, 0.9)]
+    summary = {"profile": "smoke", "experiments": {"E1": {"finding": "ℓ∞ text", "rows": rows},
+                                                   "E10": {"finding": "none", "rows": []}, "E0": {}}}
+    text = summary_json(summary)
+    assert json.loads(text) == summary and "rows" not in summary["experiments"]["E0"]
+    assert sum('"task":"mnist5k"' in line for line in text.splitlines()) == 2, "one line per row"
