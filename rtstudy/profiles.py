@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from rtstudy.core.checks import check_choice, check_range
 from rtstudy.core.descriptions import REGIMES, SourceDesc, TicketDesc, TransferDesc
 from rtstudy.core.patterns import Pattern, make_pattern
+from rtstudy.core.precision import choose_precision
 from rtstudy.core.schemes import get_scheme
 from rtstudy.vision.attacks import AttackConfig
 from rtstudy.vision.track import VisionEvaluation, VisionSource
@@ -60,6 +61,11 @@ class Profile:
         if missing:
             raise ValueError(f"gate_source_seeds {self.gate_source_seeds} must include every source "
                              f"seed; missing {missing}")
+
+    @property
+    def precision(self) -> str:
+        """What the profile's recipes compute in: ``fp32`` or ``bf16``."""
+        return self.pretrain.precision
 
     @property
     def gate_seeds(self) -> tuple[int, ...]:
@@ -292,12 +298,17 @@ _PAPER = Profile(
 _BY_NAME = {p.name: p for p in (_SMOKE, _DEFAULT, _PAPER)}
 
 
-def get_profile(name: str, **overrides) -> Profile:
-    """The named profile, with any fields overridden (tuples for sequence fields)."""
+def get_profile(name: str, precision: str | None = None, **overrides) -> Profile:
+    """The named profile, with any fields overridden (tuples for sequence fields), its
+    recipes in ``precision`` (default ``rtstudy.core.precision.choose_precision()``: bf16
+    where this machine computes it natively, else fp32; ``$RTSTUDY_PRECISION`` forces one)."""
     check_choice("profile", name, PROFILES)
     profile = _BY_NAME[name]
     unknown = set(overrides) - set(Profile.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown profile field(s) {sorted(unknown)}; allowed: {sorted(Profile.__dataclass_fields__)}")
     fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return replace(profile, **fixed)
+    p = replace(profile, **fixed)
+    chosen = choose_precision(precision)
+    return replace(p, pretrain=p.pretrain.with_(precision=chosen), finetune=p.finetune.with_(precision=chosen),
+                   probe=p.probe.with_(precision=chosen))

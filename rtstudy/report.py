@@ -142,6 +142,7 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     """
     import torch
 
+    from rtstudy.core.precision import ENV as PRECISION_ENV
     from rtstudy.core.store import READ_ONLY_ENV, Store
     from rtstudy.engine.execute import open_client, stage_times, submit_plan, wait
     from rtstudy.engine.plan import plan_report
@@ -166,9 +167,10 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "results").mkdir(parents=True)
     summary = {"profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": _device(),
-               "experiments": {}}
+               "precision": get_profile(profile).precision, "experiments": {}}
     env = {"RTSTUDY_STORE": str(the_store.root), "RTSTUDY_PROGRESS": "0", READ_ONLY_ENV: READ_ONLY_AT_RENDER,
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           PRECISION_ENV: summary["precision"]}  # the notebooks ask for what the plan built
     params = {"profile": profile, "results_dir": "results", **(parameters or {})}
     package = package_digest()
 
@@ -387,7 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicate", action="store_true",
                     help="rerun with disjoint source and finetuning seeds and record how the verdicts "
                          "of the existing report replicate (into <out>/replicate and the summary)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                    help="what training computes in (default: $RTSTUDY_PRECISION, else auto: bf16 where "
+                         "the processor computes it natively); recorded in every artifact's key")
     args = ap.parse_args(argv)
+    if args.precision:  # the plan, the workers and the notebooks all read it from here
+        os.environ["RTSTUDY_PRECISION"] = args.precision
     for stream in (sys.stdout, sys.stderr):  # a log file or a pipe gets every line as it happens
         stream.reconfigure(line_buffering=True)
     only = [e.strip().upper() for e in args.only.split(",") if e.strip()] or None

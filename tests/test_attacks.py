@@ -25,11 +25,12 @@ from rtstudy.vision.attacks import (
 LINF_EPS, L2_EPS = 0.1, 0.5  # budgets where the tiny CNN keeps ~50% robust accuracy
 
 
-@pytest.fixture(scope="module")
-def setup():
-    """(model, x, y, x_test, y_test): a tiny CNN trained on 8x8 digits; x, y: 1,000 digits."""
+@pytest.fixture(scope="module", params=["fp32", "bf16"])
+def setup(request):
+    """(model, x, y, x_test, y_test): a tiny CNN trained on 8x8 digits in fp32 or bf16 (every
+    check holds for a model trained in either precision); x, y: 1,000 digits."""
     x_tr, y_tr, x_te, y_te = digits(seed=0)
-    model = train_tiny_cnn(x_tr, y_tr, seed=0)
+    model = train_tiny_cnn(x_tr, y_tr, seed=0, precision=request.param)
     x, y = torch.cat([x_te, x_tr])[:1000], torch.cat([y_te, y_tr])[:1000]
     return model, x, y, x_te, y_te
 

@@ -12,12 +12,13 @@ from rtstudy.vision.track import VisionSource, VisionTrack
 
 @pytest.fixture(scope="module")
 def smoke():
-    P = get_profile("smoke")
+    P = get_profile("smoke", precision="fp32")
     return P, P.source_model(0.0), P.source_model(P.eps_star)
 
 
 def test_keys_match_stores_written_by_earlier_versions(smoke):
-    # keys an artifact store written before the descriptions existed holds for the smoke profile
+    # keys an artifact store written before the descriptions existed holds for the smoke
+    # profile; those stores were trained in fp32, and an fp32 recipe keeps its key
     P, natural, robust = smoke
     assert natural.key == "44c71315cecf2c19"
     assert robust.key == "62ebad49e8946a8a"
@@ -26,6 +27,23 @@ def test_keys_match_stores_written_by_earlier_versions(smoke):
     assert P.ticket(natural, "random", "channel", 0.8).key == "a933f0ca36ebd010"
     assert P.ticket(natural, "imp_target", "unstructured", 0.8, target="mnist5k").key == "a8ce0f065fe3fca6"
     assert P.transfer(natural, None, "mnist5k", regime="probe", seed=0).key == "46ea4973ee008ef6"
+
+
+def test_precision_is_part_of_every_key(smoke):
+    # bf16 and fp32 artifacts never share a key: sources, tickets drawn from them, transfers
+    P32, natural32, _ = smoke
+    P16 = get_profile("smoke", precision="bf16")
+    natural16 = P16.source_model(0.0)
+    assert P16.precision == "bf16" and P32.precision == "fp32"
+    assert natural16.config()["train"]["precision"] == "bf16"
+    assert "precision" not in natural32.config()["train"]
+    assert natural16.key != natural32.key
+    assert P16.ticket(natural16, "omp", "nm", 0.5).key != P32.ticket(natural32, "omp", "nm", 0.5).key
+    assert (P16.transfer(natural16, None, "mnist5k", regime="probe").key
+            != P32.transfer(natural32, None, "mnist5k", regime="probe").key)
+    # a stored config reads back with its precision; one without it is fp32
+    assert VisionSource.from_config(natural16.config()) == natural16
+    assert VisionSource.from_config(natural32.config()).train.precision == "fp32"
 
 
 def test_labels(smoke):

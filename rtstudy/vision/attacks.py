@@ -324,7 +324,7 @@ def accuracy(
     model.eval()
     try:
         correct = torch.zeros((), dtype=torch.long, device=device)
-        with torch.no_grad():
+        with torch.inference_mode():
             for xb, yb in _batches(x, y, batch_size):
                 xb, yb = xb.to(device), yb.to(device)
                 correct += (model(xb).argmax(1) == yb).sum()

@@ -21,6 +21,7 @@ from rtstudy.core import masks as masks_mod
 from rtstudy.core.checks import check_range
 from rtstudy.core.descriptions import SourceDesc, TicketDesc, TransferDesc
 from rtstudy.core.masks import Mask
+from rtstudy.core.precision import autocast
 from rtstudy.core.store import Artifact, Builder, Store
 from rtstudy.core.track import Track, register_track
 from rtstudy.vision.attacks import AttackConfig
@@ -165,8 +166,8 @@ def linear_probe(model: Classifier, x: torch.Tensor, y: torch.Tensor, cfg: Train
                  device: torch.device, progress: bool | None = None) -> list[dict]:
     """Train only the head on frozen features (computed once, in eval mode)."""
     model.eval().to(device)
-    with torch.inference_mode():
-        feats = torch.cat([model.features(xb.to(device)) for xb in x.split(512)])
+    with torch.inference_mode(), autocast(device, cfg.compute_precision(device)):
+        feats = torch.cat([model.features(xb.to(device)).float() for xb in x.split(512)])
     history = train(model.head, feats.clone(), y, cfg.with_(channels_last=False, augment=False),
                     seed=seed, device=device, progress=progress)
     model.eval()
@@ -237,7 +238,8 @@ class VisionTrack(Track):
         else:
             linear_probe(model, x, y, desc.recipe, seed=desc.seed, device=device, progress=progress)
         ev = EvalSet(tx, ty, desc.evaluation.eval_attack, desc.evaluation.robust_n)
-        return {**evaluate(model, ev, device), "n_train": len(y)}
+        precision = desc.recipe.compute_precision(device)
+        return {**evaluate(model, ev, device, precision=precision), "n_train": len(y)}
 
     def work(self, desc) -> float:
         """Clean-step equivalents: examples x epochs (at least ``min_steps`` batches) x the
@@ -282,8 +284,9 @@ def evaluate_source(source, attack: AttackConfig, *, robust_n: int, test_n: int,
     def compute(b: Builder) -> None:
         tx, ty = test_split(source_task(source.desc), test_n)
         model = source.model
-        b.metrics.update(evaluate(model, EvalSet(tx, ty, attack, robust_n),
-                                  next(model.parameters()).device))
+        device = next(model.parameters()).device
+        b.metrics.update(evaluate(model, EvalSet(tx, ty, attack, robust_n), device,
+                                  precision=source.desc.train.compute_precision(device)))
 
     art: Artifact = store.get_or_create("source_eval", config, compute)
     return art.metrics

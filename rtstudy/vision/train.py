@@ -1,13 +1,16 @@
 """One training loop for every stage: natural or adversarial, dense or masked, full or probe.
 
 The loop works on whole tensors (``rtstudy.vision.data.batches``): no per-sample Python in the
-hot path. On a GPU it uses mixed precision (bf16 autocast) and channels-last.
+hot path. A recipe's ``precision`` says how it computes: ``bf16`` is bf16 autocast with
+channels-last tensors on any device (``rtstudy.core.precision`` picks it where the processor
+computes bf16 natively), ``fp32`` is plain float32 (on a GPU still bf16 while ``amp``).
 Adversarial examples are crafted with the model in eval mode (as the ``robustness``
 library does) and the attack computes gradients for the input only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +29,7 @@ from rtstudy.core.checks import (
     check_range,
     check_type,
 )
+from rtstudy.core.precision import PRECISIONS, autocast
 from rtstudy.vision.attacks import AttackConfig, perturb, robust_accuracy
 from rtstudy.vision.data import augment_flip_crop, batches
 
@@ -50,8 +54,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     augment: bool = False  # batched random crop + flip (CIFAR-like data only)
     attack: AttackConfig = field(default_factory=lambda: NO_ATTACK)  # adversarial training
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # channels-last memory format on CUDA
+    amp: bool = True  # bf16 autocast on CUDA even at precision fp32
+    channels_last: bool = True  # channels-last memory format where training runs in bf16
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast on any device); not in to_dict when fp32
 
     def __post_init__(self):
         check_positive("epochs", self.epochs)
@@ -64,6 +69,7 @@ class TrainConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_range("warmup", self.warmup, 0.0, 1.0, high_open=True)
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        check_choice("precision", self.precision, PRECISIONS)
         for flag in ("augment", "amp", "channels_last"):
             check_bool(flag, getattr(self, flag))
         if isinstance(self.attack, dict):
@@ -71,9 +77,21 @@ class TrainConfig:
         check_type("attack", self.attack, AttackConfig, "an AttackConfig or a dict")
 
     def to_dict(self) -> dict:
+        """The recipe as a dict; an fp32 recipe leaves ``precision`` out, so it keeps the key
+        it had before recipes recorded their precision."""
         d = asdict(self)
         d["attack"] = self.attack.to_dict()
+        if self.precision == "fp32":
+            del d["precision"]
         return d
+
+    def compute_precision(self, device: torch.device) -> str:
+        """What this recipe computes in on ``device``: ``bf16`` or ``fp32``."""
+        return "bf16" if self.precision == "bf16" or (self.amp and device.type == "cuda") else "fp32"
+
+    def uses_channels_last(self, device: torch.device) -> bool:
+        """Whether images and conv weights are channels-last on ``device``."""
+        return self.channels_last and (device.type == "cuda" or self.precision == "bf16")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -92,10 +110,6 @@ def default_progress() -> bool:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -129,17 +143,54 @@ class EvalSet:
     robust_n: int = 500  # first n test samples for robust accuracy (it is costly)
 
 
-def evaluate(model: nn.Module, ev: EvalSet, device: torch.device, batch_size: int = 512) -> dict:
-    """Clean (and robust, if asked) accuracy on an ``EvalSet``."""
+def evaluate(model: nn.Module, ev: EvalSet, device: torch.device, batch_size: int = 512,
+             precision: str = "fp32") -> dict:
+    """Clean (and robust, if asked) accuracy on an ``EvalSet``, computed in ``precision``."""
     from rtstudy.vision.attacks import accuracy
 
-    out = {"test_acc": accuracy(model, ev.x, ev.y, batch_size=batch_size, device=device)}
-    if ev.attack is not None and ev.attack.kind != "none" and ev.attack.eps > 0:
-        n = min(ev.robust_n, len(ev.y))
-        out["robust_acc"] = robust_accuracy(
-            model, ev.x[:n], ev.y[:n], ev.attack, batch_size=batch_size, device=device
-        )
+    with autocast(device, precision):
+        out = {"test_acc": accuracy(model, ev.x, ev.y, batch_size=batch_size, device=device)}
+        if ev.attack is not None and ev.attack.kind != "none" and ev.attack.eps > 0:
+            n = min(ev.robust_n, len(ev.y))
+            out["robust_acc"] = robust_accuracy(
+                model, ev.x[:n], ev.y[:n], ev.attack, batch_size=batch_size, device=device
+            )
     return out
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+               cfg: TrainConfig, precision: str, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch (adversarial first if ``cfg.attack`` is an attack): its
+    loss and logits. The attack runs the model in eval mode with its weights frozen."""
+    device = xb.device
+    if cfg.attack.is_attack:
+        model.eval()
+        with autocast(device, precision), frozen(model):
+            xb = perturb(model, xb, yb, cfg.attack)
+    model.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device, precision):
+        logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module):
+    """No parameter of ``model`` requires a gradient inside (restored on exit): a forward pass
+    that only an input gradient follows records nothing for the weights."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 def train(
@@ -166,7 +217,8 @@ def train(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     torch.manual_seed(seed)
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    precision, channels_last = cfg.compute_precision(device), cfg.uses_channels_last(device)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     x, y = x.to(device), y.to(device)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -194,21 +246,9 @@ def train(
                 break
             if cfg.augment:
                 xb = augment_flip_crop(xb, generator=gen)
-            if device.type == "cuda" and cfg.channels_last:
+            if channels_last and xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            if adversarial:
-                model.eval()
-                with _autocast(device, cfg.amp):
-                    xb = perturb(model, xb, yb, cfg.attack)
-            model.train()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, cfg)
-            with _autocast(device, cfg.amp):
-                logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = train_step(model, optimizer, xb, yb, cfg, precision, lr_at(step, total, cfg))
             step += 1
             seen += len(yb)
             loss_sum += loss.detach() * len(yb)
@@ -223,7 +263,7 @@ def train(
             "img_per_s": round(seen / max(1e-9, time.perf_counter() - t0), 1),
         }
         if eval_set is not None and (eval_every_epoch or step >= total):
-            row.update(evaluate(model, eval_set, device))
+            row.update(evaluate(model, eval_set, device, precision=precision))
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k.endswith("acc")})
         history.append(row)
     bar.close()
