@@ -322,10 +322,12 @@ def bench_stage_costs(profile_name: str = "default", log=print) -> dict:
 
 def bench_cold_report(profile_name: str, out: Path = ROOT / "reports" / "cold", log=print) -> dict:
     """The whole report from an empty store and empty data and token caches, into ``out``
-    (its summary, with the per-stage times, stays there): its bench entries."""
+    (its summary, with the per-stage times, stays there): its bench entries, per-stage
+    costs against the cold summary it replaces."""
     import os
     import tempfile
 
+    previous = _read_summary(out / "summary.json")
     from rtstudy.report import build_report
 
     saved = {k: os.environ.get(k) for k in ("RTSTUDY_DATA", "RTSTUDY_TEXT_CACHE")}
@@ -339,15 +341,31 @@ def bench_cold_report(profile_name: str, out: Path = ROOT / "reports" / "cold", 
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-    return cold_report_entries(summary)
+    return cold_report_entries(summary, previous)
 
 
-def cold_report_entries(summary: dict) -> dict:
-    """Bench entries of a cold report's ``summary``: wall time and CPU utilisation."""
+def _read_summary(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cold_report_entries(summary: dict, previous: dict | None = None) -> dict:
+    """Bench entries of a cold report's ``summary``: wall time and CPU utilisation, and with
+    ``previous`` (an earlier cold summary) each stage's worker-seconds per task against it."""
     import os
 
     name, wall, util = summary["profile"], summary["wall_seconds"], summary["cpu_utilisation"]
-    return {
+    per_task = {}
+    for stage in ("source", "ticket", "transfer"):
+        now, before = (s.get("stages", {}).get(stage) for s in (summary, previous or {}))
+        if now and before and now.get("tasks") and before.get("tasks"):
+            a = before["worker_seconds"] / before["tasks"]
+            b = now["worker_seconds"] / now["tasks"]
+            per_task[f"report_seconds_per_task_{stage}"] = _entry(
+                a / b, "ratio", "report", None,
+                f"{stage}: {a:.2f} worker-s/task ({before['tasks']} tasks, {previous.get('created')}, "
+                f"{previous.get('precision', 'fp32')}, {previous.get('device')}) -> {b:.2f} "
+                f"({now['tasks']} tasks, {summary.get('precision', 'fp32')}, {summary.get('device')})")
+    return {**per_task,
         "report_cpu_utilisation": _entry(
             util, "ratio", ">= 0.85", util >= 0.85,
             f"busy CPU seconds of the whole machine / (wall x {os.cpu_count()} cores) over the cold "
@@ -402,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold-summary", default=None, metavar="SUMMARY",
                     help="record the summary.json of a cold report run by other means (e.g. "
                          "`python -m rtstudy.report --store EMPTY_DIR --out reports/cold`)")
+    ap.add_argument("--previous-summary", default=None, metavar="SUMMARY",
+                    help="with --cold-summary: an earlier cold summary to compare each stage's "
+                         "worker-seconds per task with")
     args = ap.parse_args(argv)
     if args.scaleout or args.cold_report or args.cold_summary or args.stage_costs:
         out = Path(args.out)
@@ -413,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cold_report:
             results.update(bench_cold_report(args.profile))
         if args.cold_summary:
-            results.update(cold_report_entries(json.loads(Path(args.cold_summary).read_text())))
+            previous = _read_summary(Path(args.previous_summary)) if args.previous_summary else None
+            results.update(cold_report_entries(json.loads(Path(args.cold_summary).read_text()), previous))
         if args.cold_report or args.cold_summary:  # that comparison held the profile's work fixed
             results.pop("report_cold_vs_reference", None)
         atomic_write_text(out, json.dumps(results, indent=1))

@@ -98,7 +98,9 @@ def _device() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({os.cpu_count()} cores)"
+    from rtstudy.core.precision import cpu_model
+
+    return f"CPU ({os.cpu_count()} cores, {cpu_model()})"
 
 
 RENDER_PRIORITY = 1_500_000_000  # a notebook whose tasks are done renders before more transfers run

@@ -40,3 +40,24 @@ def test_a_cold_report_summary_is_recorded_in_the_bench_file(tmp_path):
     assert saved["report_cold_seconds"]["value"] == 2672.2 and '"tasks": 38' in saved["report_cold_seconds"]["note"]
     assert saved["report_cpu_utilisation"]["ok"] is True
     assert "report_cold_vs_reference" not in saved and saved["pgd_vs_torchattacks"]["value"] == 0.98
+
+
+def test_a_cold_report_is_compared_stage_by_stage_with_the_previous_one(tmp_path):
+    from rtstudy.bench import main
+
+    out, now, before = tmp_path / "bench.json", tmp_path / "now.json", tmp_path / "before.json"
+    before.write_text(json.dumps({"profile": "default", "created": "2026-01-01", "device": "CPU (2 cores)",
+                                  "wall_seconds": 1766.0, "cpu_utilisation": 0.99, "stages": {
+                                      "source": {"tasks": 38, "worker_seconds": 1481.0},
+                                      "transfer": {"tasks": 1380, "worker_seconds": 1411.0}}}))
+    now.write_text(json.dumps({"profile": "default", "created": "2026-02-01", "device": "CPU (2 cores)",
+                               "precision": "bf16", "wall_seconds": 900.0, "cpu_utilisation": 0.98,
+                               "stages": {"source": {"tasks": 38, "worker_seconds": 740.5},
+                                          "transfer": {"tasks": 1380, "worker_seconds": 690.0}}}))
+    assert main(["--out", str(out), "--cold-summary", str(now), "--previous-summary", str(before)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["report_seconds_per_task_source"]["value"] == 2.0
+    assert round(saved["report_seconds_per_task_transfer"]["value"], 3) == round(1411 / 690, 3)
+    assert "fp32" in saved["report_seconds_per_task_source"]["note"]
+    assert "bf16" in saved["report_seconds_per_task_source"]["note"]
+    assert "report_seconds_per_task_ticket" not in saved  # neither summary has tickets
