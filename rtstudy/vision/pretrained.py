@@ -269,8 +269,8 @@ class PretrainedSource(SourceDesc):
 
 def declared_attack(norm: str, eps: float) -> AttackConfig:
     """The threat model a zoo file declares (none at eps 0)."""
-    if eps == 0:
-        return AttackConfig(kind="none", eps=0.0)
+    if eps == 0:  # the zoo's natural file keeps its grid's norm in its identity
+        return AttackConfig(kind="none", norm=norm, eps=0.0)
     return AttackConfig(kind="pgd", norm=norm, eps=eps, steps=ZOO_ATTACK_STEPS)
 
 
