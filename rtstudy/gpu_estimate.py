@@ -32,7 +32,8 @@ def forward_flops(model: str, image_size: int, channels: int = 3, width: float =
     from rtstudy.vision.models import build_model
 
     with torch.device("meta"):
-        net = build_model(model, num_classes, in_channels=channels, image_size=image_size, width=width)
+        net = build_model(model, num_classes, in_channels=channels, image_size=image_size,
+                          width=width).eval()
         x = torch.zeros(1, channels, image_size, image_size)
     with FlopCounterMode(display=False) as counter:
         net(x)

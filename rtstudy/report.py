@@ -30,8 +30,8 @@ from rtstudy.core.store import atomic_write_text
 from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E13
 from rtstudy.paper_profiles import profile_experiments
 from rtstudy.profiles import PROFILES, env_overrides
-from rtstudy.requirements import check_requirements, plan_requirements
 from rtstudy.render import NotebookFailed, notebook_fingerprint, package_digest, render_notebook
+from rtstudy.requirements import check_requirements, plan_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -401,9 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         from rtstudy.core.store import Store
         from rtstudy.engine.plan import plan_report
-        from rtstudy.profiles import get_profile
-
         from rtstudy.gpu_estimate import gpu_hours
+        from rtstudy.profiles import get_profile
         from rtstudy.requirements import describe_requirements
 
         params = replicate_parameters(args.profile) if args.replicate else None

@@ -13,7 +13,6 @@ from rtstudy.vision import checkpoints as ck
 from rtstudy.vision.convert import convert
 from rtstudy.vision.pretrained import (
     ImageNetResNet,
-    PretrainedSource,
     load_pretrained,
     pretrained_source,
     torchvision_file_name,
@@ -151,6 +150,17 @@ def test_bad_files_and_names_get_clear_errors(zoo, tmp_path):
         convert(tmp_path / "nope.ckpt", trust=True)
 
 
+def test_pickled_code_is_never_run(tmp_path, capsys):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"model": Evil()}, tmp_path / "evil.ckpt")
+    with pytest.raises(ck.UnsafeCheckpoint, match="builtins.print"):
+        ck.read_torch_file(tmp_path / "evil.ckpt")
+    assert "pwned" not in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- data fixtures
 def write_cifar10(root, n_train=40, n_test=20, seed=0):
     """CIFAR-10 in torchvision's on-disk layout: five pickled train batches, a test batch, meta."""
@@ -175,7 +185,7 @@ def write_imagefolder(root, classes=CLASSES, per_class=(3, 2), size=40):
     from PIL import Image
 
     rng = np.random.default_rng(1)
-    for split, n in zip(("train", "test"), per_class):
+    for split, n in zip(("train", "test"), per_class, strict=True):
         for c in range(classes):
             (root / split / f"class{c}").mkdir(parents=True)
             for i in range(n):
@@ -226,8 +236,9 @@ def _report(profile, overrides, tmp_path, monkeypatch, **kw):
     from rtstudy.report import build_report
 
     monkeypatch.setenv("RTSTUDY_PROFILE_OVERRIDES", json.dumps(overrides))
-    return build_report(profile, tmp_path / "out", only=["E1"], store=str(tmp_path / "store"),
-                        workers=1, log=lambda *_: None, **kw)
+    kw.setdefault("only", ["E1"])
+    return build_report(profile, tmp_path / "out", store=str(tmp_path / "store"), workers=1,
+                        log=lambda *_: None, **kw)
 
 
 def _paper_overrides(folder):
@@ -254,6 +265,7 @@ def test_paper_profile_plans_runs_and_renders_e1_on_a_cpu(fixtures, tmp_path, mo
     rows = [r for r in e1["rows"] if r["metric"] == "test_acc" and r.get("init") == "pretrained"]
     assert {r["source_label"] for r in rows} == {"natural", "zoo ℓ2 1"}
     assert {r["sparsity"] for r in rows} == {0.0, 0.5} and summary["profile_overrides"]["width"] == WIDTH
+    assert "with a single source seed the CI is a t interval over the finetuning seeds" in e1["finding"]
 
 
 def test_paper_profile_refuses_to_start_with_missing_files_and_lists_each(fixtures, tmp_path, monkeypatch):

@@ -25,7 +25,13 @@ import torch
 
 from rtstudy.core.store import atomic_write_text
 from rtstudy.vision import checkpoints as ck
-from rtstudy.vision.pretrained import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ZOO_EPS, network_from_state
+from rtstudy.vision.pretrained import (
+    ARCHS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ZOO_EPS,
+    network_from_state,
+)
 
 ZOO_NAME = re.compile(r"^(?P<arch>[a-z0-9_]+?)_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
 
