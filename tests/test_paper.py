@@ -209,6 +209,30 @@ def test_cifar_batches_in_torchvisions_layout_load_without_unpickling_code(tmp_p
         load_task("cifar10", root=root)
 
 
+def test_dtd_and_imagenet_val_in_torchvisions_layouts(tmp_path):
+    from PIL import Image
+
+    from rtstudy.vision.data import load_task
+
+    rng = np.random.default_rng(0)
+    base, lists = tmp_path / "dtd" / "dtd", {"train1.txt": [], "val1.txt": [], "test1.txt": []}
+    for c in ("banded", "woven"):
+        (base / "images" / c).mkdir(parents=True)
+        (tmp_path / "imagenet" / "val" / f"n0{len(lists['test1.txt'])}").mkdir(parents=True)
+        for i in range(3):  # not square: decoded as a centre crop
+            Image.fromarray(rng.integers(0, 255, (60, 80, 3)).astype(np.uint8)).save(base / "images" / c / f"{i}.jpg")
+            lists["train1.txt" if i < 2 else "test1.txt"].append(f"{c}/{i}.jpg")
+    for name, lines in lists.items():
+        (base / "labels").mkdir(exist_ok=True)
+        (base / "labels" / name).write_text("".join(f"{line}\n" for line in lines))
+    for i, folder in enumerate(sorted((tmp_path / "imagenet" / "val").iterdir())):
+        Image.fromarray(np.full((50, 70, 3), 40 * i, np.uint8)).save(folder / "0.JPEG")
+    dtd = load_task("dtd", root=tmp_path, image_size=24)
+    assert (len(dtd.train_y), len(dtd.test_y), dtd.classes) == (4, 2, ("banded", "woven"))
+    val = load_task("imagenet", root=tmp_path, image_size=24)
+    assert (len(val.train_y), val.test_x.shape, val.test_y.tolist()) == (0, (2, 3, 24, 24), [0, 1])
+
+
 def test_a_target_folder_without_its_files_names_them(tmp_path):
     from rtstudy.requirements import check_requirements, task_requirement
     from rtstudy.vision.data import load_task
