@@ -201,6 +201,9 @@ def test_cifar_batches_in_torchvisions_layout_load_without_unpickling_code(tmp_p
     data = load_task("cifar10", root=root)
     assert data.train_x.shape == (40, 3, 32, 32) and data.test_x.shape == (20, 3, 32, 32)
     assert data.classes[0] == "airplane" and sorted(data.train_y.unique().tolist()) == list(range(10))
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "rb") as fh:
+        first = pickle.load(fh)["data"][0]  # our own fixture: a row of 1024 R, 1024 G, 1024 B
+    assert torch.equal(data.train_x[0], torch.from_numpy(first.reshape(3, 32, 32)).float() / 255)
     assert (root / ".tensors" / "cifar10.safetensors").is_file()
     with open(root / "cifar-10-batches-py" / "test_batch", "wb") as fh:
         pickle.dump({"data": Foreign(), "labels": []}, fh)
