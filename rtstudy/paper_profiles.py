@@ -19,8 +19,9 @@ from rtstudy.vision.train import TrainConfig
 
 PAPER_TARGETS = ("cifar10", "cifar100", "svhn", "stl10")
 #: The experiments a pretrained source can answer: no IMP on ImageNet (E4), no FGSM-RS zoo
-#: (E5), no ImageNet training set to measure a domain gap to (E8), no text or prior (E11-E13).
-PRETRAINED_EXPERIMENTS = ("E0", "E1", "E2", "E3", "E6", "E7", "E9", "E10")
+#: (E5), no ImageNet training set to measure a domain gap to (E8), no text or prior (E11-E13);
+#: the mask explorer (E10) reads the config of a source trained here.
+PRETRAINED_EXPERIMENTS = ("E0", "E1", "E2", "E3", "E6", "E7", "E9")
 
 
 @dataclass(frozen=True)
