@@ -131,6 +131,10 @@ def test_bad_files_and_names_get_clear_errors(zoo, tmp_path):
     with pytest.raises(ValueError, match=r"declared resnet50.*missing keys \['layer1.0.bn3.bias'"):
         convert(folder / "resnet18_l2_eps1.ckpt", trust=True, arch="resnet50", width=WIDTH)
     assert not (folder / "resnet18_l2_eps1.safetensors").exists(), "nothing half-written"
+    with open(folder / "resnet18_l2_eps0.03.ckpt", "wb") as fh:  # a plain pickle, not a checkpoint
+        pickle.dump({"model": [1, 2]}, fh, protocol=2)
+    with pytest.raises(ValueError, match="not a torch checkpoint"):
+        load_pretrained(_source(eps=0.03))
     torch.save({"epoch": 1}, folder / "resnet18_l2_eps5.ckpt")
     with pytest.raises(ValueError, match="no 'model' or 'state_dict' entry"):
         load_pretrained(_source(eps=5.0))

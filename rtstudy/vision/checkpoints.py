@@ -57,16 +57,28 @@ def read_torch_file(path: str | Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         asked = _unsafe_globals(path) or _globals_in_message(str(exc))
+        if not asked:
+            raise ValueError(
+                f"checkpoint {path} is not a torch checkpoint a weights-only load can read"
+                f"{_detail(str(exc))}: truncated, another format, or a pickle; if it is a pickle "
+                f"you trust, convert it once with: {convert_command(path)}") from None
         raise UnsafeCheckpoint(
-            f"checkpoint {path} asks to unpickle {', '.join(asked) or 'objects other than tensors'}, "
-            f"which a weights-only load refuses (a robustness-library file pickled with dill does). "
-            f"If you trust this file, convert it once to safetensors with: {convert_command(path)}"
+            f"checkpoint {path} asks to unpickle {', '.join(asked)}, which a weights-only load "
+            f"refuses (a robustness-library file pickled with dill does). If you trust this "
+            f"file, convert it once to safetensors with: {convert_command(path)}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError(
             f"checkpoint {path} is truncated or not a torch checkpoint "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
+
+
+def _detail(text: str) -> str:
+    """The weights-only unpickler's own reason, when its message gives one."""
+    reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0] \
+        if "WeightsUnpickler error:" in text and text.split("WeightsUnpickler error:", 1)[1].strip() else ""
+    return f" ({reason[:200]})" if reason else ""
 
 
 def _unsafe_globals(path: Path) -> list[str]:
