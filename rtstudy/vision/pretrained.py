@@ -33,7 +33,8 @@ from rtstudy.core.track import register_track
 from rtstudy.vision import checkpoints as ck
 from rtstudy.vision.attacks import AttackConfig
 from rtstudy.vision.models import ARCHITECTURES, Classifier, build_model, load_state
-from rtstudy.vision.track import VisionTrack, attack_name, eps_label
+from rtstudy.vision.track import VisionTrack, attack_name, eps_label, source_task, test_split
+from rtstudy.vision.train import EvalSet, evaluate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -284,6 +285,7 @@ def pretrained_source(origin: str, arch: str, *, norm: str = "l2", eps: float = 
                              f"{', '.join(TORCHVISION_WEIGHTS)}")
         attack = AttackConfig(kind="none", eps=0.0)
     else:
+        norm = "l2" if eps == 0 else norm  # the zoo's one natural file per arch sits in its l2 grid
         check_choice("architecture", arch, ZOO_ARCHS.get(norm, ()))
         attack = declared_attack(norm, eps)
         weights = ""
@@ -363,8 +365,17 @@ class PretrainedTrack(VisionTrack):
     source_desc = PretrainedSource
 
     def pretrain(self, source: PretrainedSource, *, device: torch.device, progress: bool | None):
+        """Read the file, then measure the model on its own task (clean, and under its
+        ``eval_attack`` on ``robust_n`` images) as a trained source is measured."""
         model, info = load_pretrained(source)
-        return model, {}, {"spec": model.spec, **info, "device": str(device)}
+        data = source_task(source)
+        if data.num_classes > model.head.out_features:
+            raise ValueError(f"{source.task} has {data.num_classes} classes, the head of "
+                             f"{source.config_label} {model.head.out_features}: not its own task")
+        tx, ty = test_split(data, source.test_n)
+        model = model.to(device)
+        metrics = evaluate(model, EvalSet(tx, ty, source.eval_attack, source.robust_n), device)
+        return model, metrics, {"spec": model.spec, **info, "device": str(device)}
 
     def imp_retrainer(self, ticket: TicketDesc, model: nn.Module, *, on_target: bool,
                       device: torch.device):
