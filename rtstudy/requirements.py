@@ -83,19 +83,23 @@ def plan_requirements(plan) -> list[Requirement]:
     from rtstudy.vision.pretrained import PretrainedSource
 
     out: dict[str, Requirement] = {}
+    names: dict[str, None] = {}
+    sources: set = set()
     for task in plan.tasks.values():
         source = task.source
-        tasks = [getattr(source, "task", None), getattr(task.desc, "target", None)]
-        for name in tasks:
-            if isinstance(name, str) and name not in out and _is_image_task(name):
-                req = task_requirement(name)
-                if req is not None:
-                    out[name] = req
-        if isinstance(source, PretrainedSource):
+        for name in (getattr(source, "task", None), getattr(task.desc, "target", None)):
+            if isinstance(name, str) and _is_image_task(name):
+                names[name] = None
+        if isinstance(source, PretrainedSource) and source not in sources:
+            sources.add(source)
             loc = source.location()
             out.setdefault(loc.name, Requirement(f"weights {loc.name} ({source.config_label})",
                                                  loc.found, loc.looked_in, loc.how))
-    return list(out.values())
+    for name in names:
+        req = task_requirement(name)  # a shifted task needs its base task's files
+        if req is not None:
+            out.setdefault(req.what, req)
+    return sorted(out.values(), key=lambda r: (not r.what.startswith("dataset"), r.what))
 
 
 def _is_image_task(name: str) -> bool:

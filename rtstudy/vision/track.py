@@ -243,25 +243,25 @@ class VisionTrack(Track):
         """Clean-step equivalents: examples x epochs (at least ``min_steps`` batches) x the
         attack's cost (FGSM-RS 1.8, PGD-k 1 + 0.75 k); a probe trains only its head (0.3)."""
         if isinstance(desc, VisionSource):
-            n = _train_n(desc) * desc.fraction
+            n = train_n(desc) * desc.fraction
             return _examples(n, desc.train)
         if isinstance(desc, TransferDesc):
-            n = _train_n(desc.source, desc.target) * desc.fraction
+            n = train_n(desc.source, desc.target) * desc.fraction
             return _examples(n, desc.recipe) * (0.3 if desc.regime == "probe" else 1.0)
         if isinstance(desc, TicketDesc) and desc.scheme in _supertickets.SCHEMES_HERE:
-            n = _train_n(desc.source) * desc.source.fraction
+            n = train_n(desc.source) * desc.source.fraction
             return _examples(n, desc.source.train.with_(epochs=_supertickets.training_epochs(desc)))
         if isinstance(desc, TicketDesc) and desc.rate is not None:  # IMP: a retraining per round
             rounds = len(desc.pattern.imp_schedule(desc.sparsity, desc.rate))
             if desc.target is not None:
-                n = _train_n(desc.source, desc.target) * desc.target_fraction
+                n = train_n(desc.source, desc.target) * desc.target_fraction
                 return rounds * _examples(n, desc.finetune.with_(epochs=desc.epochs))
-            n = _train_n(desc.source) * desc.source.fraction
+            n = train_n(desc.source) * desc.source.fraction
             return rounds * _examples(n, desc.source.train.with_(epochs=desc.epochs))
         return 0.0
 
 
-def _train_n(source, task: str | None = None) -> int:
+def train_n(source, task: str | None = None) -> int:
     """The training-set size of ``task`` (default: the source's own); its nominal size when
     the data is not here yet, so a plan can be costed before anything is downloaded."""
     from rtstudy.vision.natural_tasks import train_size
