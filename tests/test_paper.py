@@ -3,7 +3,6 @@ written in their real on-disk formats, loaded safely, and the new profiles' E1 e
 
 import json
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -288,9 +287,7 @@ def test_paper_profile_plans_runs_and_renders_e1_on_a_cpu(fixtures, tmp_path, mo
     plan = capsys.readouterr().out
     assert "GPU-hours on an NVIDIA A100 (assumed" in plan and "files: 4 of 4 found" in plan
     assert "resnet18_l2_eps1.ckpt" in plan and "experiments: E0" in plan and "E4" not in plan
-    start = time.perf_counter()
     summary = _report("paper", _paper_overrides(folder), tmp_path, monkeypatch)
-    assert time.perf_counter() - start < 120
     e1 = summary["experiments"]["E1"]
     assert e1["status"] == "ok" and e1["finding"]
     rows = [r for r in e1["rows"] if r["metric"] == "test_acc" and r.get("init") == "pretrained"]
