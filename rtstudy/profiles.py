@@ -1,5 +1,7 @@
 """Profiles: the sizes of the study. ``smoke`` (seconds, for tests), ``default`` (the
-offline study on a 2-core CPU), ``paper`` (a GPU, ResNet-18, full data, 3+ seeds).
+offline study on a 2-core CPU), ``fashion-gpu`` (a GPU with no network: Fashion-MNIST at
+32 px, ResNet-18, full data, 3+ seeds); ``paper``, ``paper-linf`` and ``gpu`` (the paper's
+natural-image setting, ``rtstudy.paper_profiles``).
 
 A notebook takes ``profile`` as a papermill parameter and asks ``get_profile`` for
 everything else; any field can be overridden (``get_profile("default", seeds=(0,))``).
@@ -18,14 +20,15 @@ from rtstudy.vision.attacks import AttackConfig
 from rtstudy.vision.track import VisionEvaluation, VisionSource
 from rtstudy.vision.train import TrainConfig
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "fashion-gpu")  # and those registered below (register_profile)
+OVERRIDES_ENV = "RTSTUDY_PROFILE_OVERRIDES"  # JSON {field: value}: shrinks a profile everywhere
 
 
 @dataclass(frozen=True)
 class Profile:
     """Everything a notebook needs to size its experiment."""
 
-    name: str  # "smoke" | "default" | "paper"
+    name: str  # a name in PROFILES
     source: str  # source task S
     targets: tuple[str, ...]  # downstream tasks T
     model: str  # architecture (rtstudy.vision.models.MODELS)
@@ -264,8 +267,8 @@ worker-seconds (28.5 reference minutes), E11 760 (5.4), E12 188 (1.3), E13 267 (
 37.9 reference minutes for the whole report, within 30 + 6 + 5 + 5.
 """
 
-_PAPER = Profile(
-    name="paper",
+_FASHION_GPU = Profile(
+    name="fashion-gpu",
     source="fashion_mnist",
     targets=("mnist5k", "digits"),
     model="resnet18",
@@ -295,20 +298,62 @@ _PAPER = Profile(
     test_n=0,
 )
 
-_BY_NAME = {p.name: p for p in (_SMOKE, _DEFAULT, _PAPER)}
+_BY_NAME = {p.name: p for p in (_SMOKE, _DEFAULT, _FASHION_GPU)}
+
+
+def register_profile(profile: Profile) -> Profile:
+    """Make ``profile`` known to ``get_profile`` and the report by its name."""
+    if profile.name in _BY_NAME and _BY_NAME[profile.name] is not profile:
+        raise ValueError(f"profile {profile.name!r} is registered already")
+    _BY_NAME[profile.name] = profile
+    return profile
+
+
+def side_track_scale(name: str) -> str:
+    """The sizes the text, image-prior and SuperTicket tracks use under profile ``name``:
+    its own for ``smoke`` and ``default``, the GPU sizes (named ``paper``) for every GPU profile."""
+    return name if name in ("smoke", "default") else "paper"
+
+
+def env_overrides() -> dict:
+    """The overrides in ``$RTSTUDY_PROFILE_OVERRIDES`` (a JSON object; a recipe field takes an
+    object of the recipe's own fields), which every process of a report reads alike."""
+    import json
+    import os
+
+    text = os.environ.get(OVERRIDES_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"${OVERRIDES_ENV} is not JSON ({exc}): {text[:80]!r}") from None
+    if not isinstance(found, dict):
+        raise ValueError(f"${OVERRIDES_ENV} must be a JSON object of profile fields, got {text[:80]!r}")
+    return found
 
 
 def get_profile(name: str, precision: str | None = None, **overrides) -> Profile:
-    """The named profile, with any fields overridden (tuples for sequence fields), its
-    recipes in ``precision`` (default ``rtstudy.core.precision.choose_precision()``: bf16
-    where this machine computes it natively, else fp32; ``$RTSTUDY_PRECISION`` forces one)."""
+    """The named profile, with any fields overridden (tuples for sequence fields), after
+    those of ``$RTSTUDY_PROFILE_OVERRIDES``; its recipes in ``precision`` (default
+    ``rtstudy.core.precision.choose_precision()``: bf16 where this machine computes it
+    natively, else fp32; ``$RTSTUDY_PRECISION`` forces one)."""
     check_choice("profile", name, PROFILES)
     profile = _BY_NAME[name]
-    unknown = set(overrides) - set(Profile.__dataclass_fields__)
+    overrides = {**env_overrides(), **overrides}
+    unknown = set(overrides) - set(type(profile).__dataclass_fields__)
     if unknown:
-        raise ValueError(f"unknown profile field(s) {sorted(unknown)}; allowed: {sorted(Profile.__dataclass_fields__)}")
+        raise ValueError(f"unknown profile field(s) {sorted(unknown)}; allowed: {sorted(type(profile).__dataclass_fields__)}")
     fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    for k in ("pretrain", "finetune", "probe"):
+        if isinstance(fixed.get(k), dict):
+            fixed[k] = getattr(profile, k).with_(**fixed[k])
     p = replace(profile, **fixed)
     chosen = choose_precision(precision)
     return replace(p, pretrain=p.pretrain.with_(precision=chosen), finetune=p.finetune.with_(precision=chosen),
                    probe=p.probe.with_(precision=chosen))
+
+
+from rtstudy import paper_profiles as _paper_profiles  # noqa: E402,F401  (registers its profiles)
+
+PROFILES = tuple(_BY_NAME)

@@ -1,6 +1,6 @@
 """Regenerate the report: plan, execute on Dask, render the notebooks, write HTML and a summary.
 
-    python -m rtstudy.report [--profile smoke|default|paper] [--only E1,E2] [--out reports]
+    python -m rtstudy.report [--profile smoke|default|paper|...] [--only E1,E2] [--out reports]
                              [--plan] [--scheduler ADDRESS | --workers N] [--replicate]
 
 The plan (``rtstudy.engine``) is every artifact the experiments' grids need, minus what
@@ -28,8 +28,10 @@ from pathlib import Path
 from rtstudy.core.checks import check_choice
 from rtstudy.core.store import atomic_write_text
 from rtstudy.experiments.registry import TITLES as EXPERIMENTS  # {id: title}, E0 ... E13
-from rtstudy.profiles import PROFILES
+from rtstudy.paper_profiles import profile_experiments
+from rtstudy.profiles import PROFILES, env_overrides
 from rtstudy.render import NotebookFailed, notebook_fingerprint, package_digest, render_notebook
+from rtstudy.requirements import check_requirements, plan_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -152,6 +154,7 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
 
     check_choice("profile", profile, PROFILES)
     out = Path(out)
+    only = only or profile_experiments(profile)
     order = notebook_order(notebooks_dir)
     if only:
         for e in only:
@@ -165,10 +168,12 @@ def build_report(profile: str = "default", out: Path | str = ROOT / "reports",
     plan = plan_report(get_profile(profile), [e for e, _ in order] if build else [], parameters, the_store)
     if build:
         log(plan.describe(bench_throughput()))
+        check_requirements(plan_requirements(plan))  # every missing file at once, before anything runs
     staging = out.parent / f".{out.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "results").mkdir(parents=True)
-    summary = {"profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": _device(),
+    summary = {"profile": profile, **({"profile_overrides": env_overrides()} if env_overrides() else {}),
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": _device(),
                "precision": get_profile(profile).precision, "experiments": {}}
     env = {"RTSTUDY_STORE": str(the_store.root), "RTSTUDY_PROGRESS": "0", READ_ONLY_ENV: READ_ONLY_AT_RENDER,
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -405,10 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         from rtstudy.core.store import Store
         from rtstudy.engine.plan import plan_report
+        from rtstudy.gpu_estimate import gpu_hours
         from rtstudy.profiles import get_profile
+        from rtstudy.requirements import describe_requirements
 
         params = replicate_parameters(args.profile) if args.replicate else None
-        print(plan_report(get_profile(args.profile), only, params, Store(args.store)).describe(bench_throughput()))
+        P = get_profile(args.profile)
+        plan = plan_report(P, only or profile_experiments(args.profile), params, Store(args.store))
+        print(plan.describe(bench_throughput()))
+        print("\n".join(gpu_hours(plan, P)))
+        print(describe_requirements(plan_requirements(plan)))
         return 0
     engine = {"scheduler": args.scheduler, "workers": args.workers, "gpu": args.gpu}
     try:

@@ -473,23 +473,17 @@ def test_imagefolder_missing_split_and_corrupt_image(tmp_path):
     )
 
 
-def test_torchvision_layouts_nhwc_and_label_attributes(tmp_path, monkeypatch):
-    """CIFAR stores NHWC + targets; SVHN stores NCHW + labels and has no class names."""
+def test_torchvision_layouts_nchw_and_label_attributes(tmp_path, monkeypatch):
+    """SVHN stores NCHW + labels and has no class names (CIFAR's batches: tests/test_paper.py)."""
     from types import SimpleNamespace
 
     rng = np.random.default_rng(2)
-    nhwc = rng.integers(0, 256, size=(6, 4, 4, 3), dtype=np.uint8)
     nchw = rng.integers(0, 256, size=(6, 3, 4, 4), dtype=np.uint8)
 
     def fake(name, root, *, download, train):
-        if name == "cifar10":
-            return SimpleNamespace(data=nhwc, targets=[0, 1, 2, 3, 4, 5], classes=list("abcdef"))
         return SimpleNamespace(data=nchw, labels=np.arange(6) % 10)
 
     monkeypatch.setattr(D, "_torchvision_dataset", fake)
-    cifar = load_task("cifar10", root=tmp_path)
-    assert cifar.classes == tuple("abcdef") and cifar.num_classes == 6
-    assert torch.equal(cifar.train_x, torch.from_numpy(nhwc).permute(0, 3, 1, 2).float() / 255)
     svhn = load_task("svhn", root=tmp_path)
     assert svhn.num_classes == 10 and svhn.classes[3] == "3"
     assert torch.equal(svhn.test_x, torch.from_numpy(nchw).float() / 255)

@@ -1,4 +1,4 @@
-"""Models by name, the normaliser inside, and loading foreign checkpoints safely."""
+"""Models by name and the normaliser inside (pretrained files: tests/test_paper.py)."""
 
 import pytest
 import torch
@@ -7,8 +7,6 @@ from rtstudy.vision.models import (
     MODELS,
     build_model,
     count_parameters,
-    load_robustness_checkpoint,
-    load_torchvision_weights,
     model_from_spec,
 )
 
@@ -66,56 +64,3 @@ def test_count_parameters():
     assert count_parameters(model) == expected > 0
     model.reset_head(3)
     assert count_parameters(model) == expected - 7 * (model.head.in_features + 1)
-
-
-def _robustness_checkpoint(path, net_state, mean, std):
-    """A checkpoint in the MadryLab robustness-library layout."""
-    state = {f"module.model.{k}": v for k, v in net_state.items()}
-    state.update({f"module.attacker.model.{k}": v for k, v in net_state.items()})
-    state["module.normalizer.new_mean"] = torch.tensor(mean).view(3, 1, 1)
-    state["module.normalizer.new_std"] = torch.tensor(std).view(3, 1, 1)
-    state["module.attacker.normalize.new_mean"] = torch.tensor(mean).view(3, 1, 1)
-    state["module.attacker.normalize.new_std"] = torch.tensor(std).view(3, 1, 1)
-    torch.save({"model": state, "epoch": 90}, path)
-
-
-def test_load_robustness_checkpoint(tmp_path):
-    donor = build_model("resnet18", 1000, in_channels=3, image_size=224)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    _robustness_checkpoint(tmp_path / "r.ckpt", donor.net.state_dict(), mean, std)
-    model = build_model("resnet18", 10, in_channels=3, image_size=224)
-    load_robustness_checkpoint(model, tmp_path / "r.ckpt")
-    assert torch.equal(model.net.conv1.weight, donor.net.conv1.weight)
-    assert model.net.fc.weight.shape == (10, 512), "a different class count keeps our head"
-    assert torch.allclose(model.normalize.mean.flatten(), torch.tensor(mean))
-
-
-def test_robustness_checkpoint_that_does_not_fit(tmp_path):
-    donor = build_model("resnet50", 1000, in_channels=3, image_size=224)
-    _robustness_checkpoint(tmp_path / "r.ckpt", donor.net.state_dict(), (0.5,) * 3, (0.2,) * 3)
-    with pytest.raises(ValueError, match="does not fit"):
-        load_robustness_checkpoint(build_model("resnet18", 10, image_size=224), tmp_path / "r.ckpt")
-    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
-    with pytest.raises(ValueError, match="module.model"):
-        load_robustness_checkpoint(build_model("resnet18", 10, image_size=224), tmp_path / "other.ckpt")
-
-
-def test_load_torchvision_weights_and_corrupt_file(tmp_path):
-    donor = build_model("resnet18", 1000, image_size=224)
-    torch.save(donor.net.state_dict(), tmp_path / "resnet18.pth")
-    model = load_torchvision_weights(build_model("resnet18", 10, image_size=224), tmp_path / "resnet18.pth")
-    assert torch.equal(model.net.layer4[1].conv2.weight, donor.net.layer4[1].conv2.weight)
-    data = (tmp_path / "resnet18.pth").read_bytes()
-    (tmp_path / "bad.pth").write_bytes(data[: len(data) // 3])
-    with pytest.raises(ValueError, match="could not be read safely"):
-        load_torchvision_weights(build_model("resnet18", 10, image_size=224), tmp_path / "bad.pth")
-
-
-def test_pickled_code_is_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    torch.save({"model": Evil()}, tmp_path / "evil.ckpt")
-    with pytest.raises(ValueError, match="could not be read safely"):
-        load_robustness_checkpoint(build_model("resnet18", 10, image_size=224), tmp_path / "evil.ckpt")

@@ -23,7 +23,7 @@ from rtstudy.experiments.grid import (
     standard_sources,
 )
 from rtstudy.profiles import Profile
-from rtstudy.vision.track import source_task
+from rtstudy.vision.track import train_n
 
 PATTERNS_E3 = ("unstructured", "channel", "nm")
 SCHEMES_E4 = ("omp", "imp_source", "imp_target", "random")
@@ -195,8 +195,8 @@ def grid_e8(P: Profile, *, source_seeds=None, gate_source_seeds=None,
     grids = [_grid(P, standard_sources(P), _omp(P, sparsity), targets=tasks, **common)]
     if include_source:
         nat = natural(P)
-        n_ref = len(source_task(nat, tasks[0]).train_y) * P.target_fraction
-        frac = min(1.0, n_ref / len(source_task(nat).train_y))
+        n_ref = train_n(nat, tasks[0]) * P.target_fraction  # nominal sizes: plannable before a download
+        frac = min(1.0, n_ref / train_n(nat))
         grids.append(_grid(P, standard_sources(P), _omp(P, sparsity), targets=[P.source],
                            transfers=[TransferSpec(fraction=frac)], **common))
     return grids

@@ -33,7 +33,7 @@ from rtstudy.experiments.findings import (
 )
 from rtstudy.experiments.grid import Grid, TicketSpec, TransferSpec, param, standard_sources
 from rtstudy.experiments.rows import pct, select
-from rtstudy.profiles import Profile
+from rtstudy.profiles import Profile, side_track_scale
 from rtstudy.vision import supernet
 from rtstudy.vision.supertickets import SEARCH_THEN_PRUNE, SUPERTICKET
 
@@ -111,9 +111,10 @@ SIZES = {"smoke": SMOKE, "default": DEFAULT, "paper": PAPER}
 
 def sizes(profile: Profile) -> SuperTicketSizes:
     """E13's sizes for ``profile`` (by its name)."""
-    if profile.name not in SIZES:
+    name = side_track_scale(profile.name)
+    if name not in SIZES:
         raise ValueError(f"E13 has no sizes for profile {profile.name!r}; allowed: {sorted(SIZES)}")
-    return SIZES[profile.name]
+    return SIZES[name]
 
 
 # ----------------------------------------------------------------------------- the grid

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtstudy.core.checks import check_choice
-from rtstudy.profiles import PROFILES
+from rtstudy.profiles import PROFILES, side_track_scale
 
 
 @dataclass(frozen=True)
@@ -118,4 +118,4 @@ def prior_sizes(profile) -> PriorSizes:
     """The sizes of ``profile`` (a profile name or a ``rtstudy.profiles.Profile``)."""
     name = getattr(profile, "name", profile)
     check_choice("profile", name, PROFILES)
-    return _BY_NAME[name]
+    return _BY_NAME[side_track_scale(name)]

@@ -143,5 +143,7 @@ _BY_NAME = {s.name: s for s in (SmokeSizes(), DefaultSizes(), PaperSizes())}
 
 
 def text_sizes(profile: str) -> TextSizes:
-    """The sizes of profile ``profile`` (smoke, default or paper)."""
-    return _BY_NAME[check_choice("profile", profile, list(_BY_NAME))]
+    """The sizes of profile ``profile`` (smoke, default, or a GPU profile: paper's sizes)."""
+    from rtstudy.profiles import PROFILES, side_track_scale
+
+    return _BY_NAME[side_track_scale(check_choice("profile", profile, PROFILES))]

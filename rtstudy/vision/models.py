@@ -13,7 +13,6 @@ Names are stable: the first conv is ``net.conv1``, the classifier is ``net.fc``.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -212,75 +211,6 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str 
             f"{'...' if len(extra) > 5 else ''}, shape mismatches {shapes[:5]}"
         )
     model.load_state_dict(state)
-
-
-def _torch_load(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupt, or carries pickled code
-        raise ValueError(f"checkpoint {path} could not be read safely ({exc})") from exc
-
-
-def load_torchvision_weights(model: Classifier, path: str | Path) -> Classifier:
-    """Load a torchvision ImageNet state dict (``resnet18-*.pth``) from a local file.
-
-    The classifier is kept if the class count fits, otherwise left as built. The
-    ImageNet normaliser is installed, since those weights expect it.
-    """
-    state = _torch_load(path)
-    if model.spec["name"] not in TORCHVISION_NAMES:
-        raise ValueError(f"torchvision weights need resnet18/resnet50, model is {model.spec['name']}")
-    net_state = model.net.state_dict()
-    if state.get("fc.weight") is not None and state["fc.weight"].shape != net_state["fc.weight"].shape:
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        state.update({k: v for k, v in net_state.items() if k.startswith("fc.")})
-    load_state(model.net, state, source=str(path))
-    _set_imagenet_normalizer(model)
-    return model
-
-
-def _set_imagenet_normalizer(model: Classifier) -> None:
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    if model.spec["in_channels"] == 3:
-        model.normalize.mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
-        model.normalize.std.copy_(torch.tensor(std).view(1, 3, 1, 1))
-        model.spec.update(mean=list(mean), std=list(std))
-
-
-def load_robustness_checkpoint(model: Classifier, path: str | Path) -> Classifier:
-    """Load a MadryLab ``robustness``-library checkpoint (e.g. the robust ImageNet zoo).
-
-    Those files hold ``{"model": state, ...}`` where ``state`` has keys
-    ``module.model.*`` (the network), ``module.attacker.model.*`` (a copy) and
-    ``module.normalizer.*`` (the normaliser's mean/std). Only the network is taken;
-    its normaliser constants become ours.
-    """
-    ckpt = _torch_load(path)
-    state = ckpt.get("model", ckpt.get("state_dict")) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} has no 'model' or 'state_dict' entry")
-    prefix = "module.model."
-    net_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not net_state:
-        raise ValueError(
-            f"checkpoint {path} has no '{prefix}*' keys; robustness-library checkpoints do "
-            f"(found e.g. {sorted(state)[:3]})"
-        )
-    own_fc = model.net.state_dict()["fc.weight"]
-    if net_state.get("fc.weight") is not None and net_state["fc.weight"].shape != own_fc.shape:
-        for k in ("fc.weight", "fc.bias"):
-            net_state[k] = model.net.state_dict()[k]
-    load_state(model.net, net_state, source=str(path))
-    mean = state.get("module.normalizer.new_mean", state.get("module.normalizer.mean"))
-    std = state.get("module.normalizer.new_std", state.get("module.normalizer.std"))
-    if mean is not None and std is not None:
-        model.normalize.mean.copy_(mean.reshape(model.normalize.mean.shape))
-        model.normalize.std.copy_(std.reshape(model.normalize.std.shape))
-        model.spec.update(mean=mean.flatten().tolist(), std=std.flatten().tolist())
-    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -245,22 +245,30 @@ class VisionTrack(Track):
         """Clean-step equivalents: examples x epochs (at least ``min_steps`` batches) x the
         attack's cost (FGSM-RS 1.8, PGD-k 1 + 0.75 k); a probe trains only its head (0.3)."""
         if isinstance(desc, VisionSource):
-            n = len(source_task(desc).train_y) * desc.fraction
+            n = train_n(desc) * desc.fraction
             return _examples(n, desc.train)
         if isinstance(desc, TransferDesc):
-            n = len(source_task(desc.source, desc.target).train_y) * desc.fraction
+            n = train_n(desc.source, desc.target) * desc.fraction
             return _examples(n, desc.recipe) * (0.3 if desc.regime == "probe" else 1.0)
         if isinstance(desc, TicketDesc) and desc.scheme in _supertickets.SCHEMES_HERE:
-            n = len(source_task(desc.source).train_y) * desc.source.fraction
+            n = train_n(desc.source) * desc.source.fraction
             return _examples(n, desc.source.train.with_(epochs=_supertickets.training_epochs(desc)))
         if isinstance(desc, TicketDesc) and desc.rate is not None:  # IMP: a retraining per round
             rounds = len(desc.pattern.imp_schedule(desc.sparsity, desc.rate))
             if desc.target is not None:
-                n = len(source_task(desc.source, desc.target).train_y) * desc.target_fraction
+                n = train_n(desc.source, desc.target) * desc.target_fraction
                 return rounds * _examples(n, desc.finetune.with_(epochs=desc.epochs))
-            n = len(source_task(desc.source).train_y) * desc.source.fraction
+            n = train_n(desc.source) * desc.source.fraction
             return rounds * _examples(n, desc.source.train.with_(epochs=desc.epochs))
         return 0.0
+
+
+def train_n(source, task: str | None = None) -> int:
+    """The training-set size of ``task`` (default: the source's own); its nominal size when
+    the data is not here yet, so a plan can be costed before anything is downloaded."""
+    from rtstudy.vision.natural_tasks import train_size
+
+    return train_size(task or source.task, source.channels, source.image_size)
 
 
 def _examples(n: float, recipe: TrainConfig) -> float:
