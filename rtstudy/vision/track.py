@@ -293,8 +293,9 @@ def evaluate_source(source, attack: AttackConfig, *, robust_n: int, test_n: int,
         tx, ty = test_split(source_task(source.desc), test_n)
         model = source.model
         device = next(model.parameters()).device
-        b.metrics.update(evaluate(model, EvalSet(tx, ty, attack, robust_n), device,
-                                  precision=source.desc.train.compute_precision(device)))
+        recipe = getattr(source.desc, "train", None)  # a pretrained file has no recipe: fp32
+        precision = recipe.compute_precision(device) if recipe is not None else "fp32"
+        b.metrics.update(evaluate(model, EvalSet(tx, ty, attack, robust_n), device, precision=precision))
 
     art: Artifact = store.get_or_create("source_eval", config, compute)
     return art.metrics
