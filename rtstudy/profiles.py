@@ -54,6 +54,9 @@ class Profile:
     source_seeds: tuple[int, ...] = (0,)  # every source model is pretrained under each (the unit of replication)
     gate_source_seeds: tuple[int, ...] = ()  # the transfer gate's (dense natural and robust); (): source_seeds
     extra: dict = field(default_factory=dict)
+    # {primary estimand id: between-unit SD} measured by `pilot_command`: the design power
+    pilot_sd: dict = field(default_factory=dict)
+    pilot_command: str = ""
 
     def __post_init__(self):
         missing = sorted(set(self.source_seeds) - set(self.gate_seeds))
