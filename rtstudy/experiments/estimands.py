@@ -4,8 +4,9 @@ An :class:`Estimand` names what is contrasted (side ``a`` minus side ``b``, each
 result rows), the cells it is averaged over, the unit of replication, the margin that
 matters and how many units the profile's design gives. :func:`unit_values` turns a
 notebook's rows into one value per unit (its mean over the cells and the finetuning seeds
-within it); :func:`primary_estimates` makes them estimates with verdicts
-(``rtstudy.core.contrasts``) and the design power from the profile's pilot SD.
+within it); :func:`primary_estimate` makes them an estimate with a verdict
+(``rtstudy.core.contrasts``) and the design power from the profile's pilot SD;
+:func:`cell_estimates` gives the secondary estimates, one per cell, with the same units.
 
 The declarations are functions of the profile (``PRIMARIES[id](P)``): they read its targets,
 sparsities and robust source, never its results.
@@ -20,13 +21,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtstudy.core.contrasts import UnitEstimate, design_power, estimate
+from rtstudy.core.contrasts import UnitEstimate, design_power, estimate, holm_family
 from rtstudy.experiments.rows import select
 
 ACCURACY_MARGIN = 2.0  # accuracy points: the difference that matters
 PSNR_MARGIN = 0.5  # dB (E12)
 SOURCE_SEED = ("source_seed",)
 _DEFAULTS = {"source_seed": 0, "init": "pretrained", "noise_seed": 0}
+
+
+class TooFewCells(ValueError):
+    """The rows hold too few cells for a slope."""
 
 
 def _source_seeds(P) -> int:
@@ -46,7 +51,8 @@ class Estimand:
     ``slope_on``: a column; the unit's value is then the least-squares slope of its per-cell
     contrast on that column times the column's range (the change across the measured range),
     needing ``min_cells`` cells; ``design_units``: the number of units the profile plans;
-    ``why``: where the contrast differs from the obvious one, why.
+    ``why``: where the contrast differs from the obvious one, why; ``unit_label``: the
+    units in words (plural).
     """
 
     id: str
@@ -65,6 +71,7 @@ class Estimand:
     min_cells: int = 5
     design_units: Callable = _source_seeds
     why: str = ""
+    unit_label: str = "source seeds"
 
     def __post_init__(self):
         shared = set(self.a) & set(self.b)
@@ -101,9 +108,13 @@ def _matches(rows: list[dict], where: Mapping) -> list[dict]:
 def cell_differences(est: Estimand, rows: Iterable[dict]) -> dict[Hashable, dict[tuple, float]]:
     """``{unit: {cell: a − b}}`` (in ``unit_name``), the finetuning seeds averaged within each
     cell; only pairs with every row of both sides present count. Rows of a grid's transfer
-    gate (``gate``) and from-scratch controls are left out unless ``where`` names ``init``."""
-    where = {"init": "pretrained", **est.where}
-    base = [r for r in select(list(rows), metric=est.metric) if not r.get("gate")]
+    gate (``gate``) are left out unless ``where`` names ``gate``, from-scratch controls
+    unless a side or ``where`` names ``init``."""
+    names = set(est.where) | set(est.a) | set(est.b)
+    where = {**({} if "init" in names else {"init": "pretrained"}), **est.where}
+    base = select(list(rows), metric=est.metric)
+    if "gate" not in est.where:
+        base = [r for r in base if not r.get("gate")]
     base = _matches(base, where)
     sides = {}
     for name, side in (("a", est.a), ("b", est.b)):
@@ -140,7 +151,7 @@ def unit_values(est: Estimand, rows: Iterable[dict]) -> dict[Hashable, float]:
         return {u: float(np.mean(list(c.values()))) for u, c in complete.items()}
     x = _covariate(est, rows)
     if len(every) < est.min_cells:
-        raise ValueError(f"estimand {est.id!r}: a slope needs at least {est.min_cells} cells, the "
+        raise TooFewCells(f"estimand {est.id!r}: a slope needs at least {est.min_cells} cells, the "
                          f"rows have {len(every)}: {sorted(every, key=str)}")
     missing = [c for c in every if c not in x]
     if missing:
@@ -178,3 +189,33 @@ def primary_estimate(est: Estimand, rows: Iterable[dict], profile=None) -> UnitE
     with the design power of ``profile`` (nan without one)."""
     power = planned_power(est, profile) if profile is not None else math.nan
     return estimate(unit_values(est, rows), margin=est.margin, key=est.key, design_power=power)
+
+
+def cell_estimates(est: Estimand, rows: Iterable[dict]) -> list[UnitEstimate]:
+    """The secondary estimates of ``est``: ``a − b`` in each of its cells over the same units
+    (a unit's value there: its mean over the finetuning seeds), Holm-corrected within this
+    family. Keys: ``(est.id, *cell)``; cells in the order first seen."""
+    diffs = cell_differences(est, rows)
+    cells = list(dict.fromkeys(c for per in diffs.values() for c in per))
+    return holm_family([estimate({u: per[c] for u, per in diffs.items() if c in per},
+                                 margin=est.margin, key=(est.id, *c)) for c in cells])
+
+
+def primary_estimates(experiment: str, rows: Iterable[dict], profile) -> list[tuple]:
+    """``[(Estimand, UnitEstimate)]`` of every primary estimand ``experiment`` declares in
+    the registry, from its rows (uncorrected: the report corrects over all of them). An
+    estimand whose rows cannot give it (a slope over too few cells) gets no units."""
+    from rtstudy.experiments.registry import EXPERIMENTS
+
+    exp = EXPERIMENTS.get(experiment)
+    if exp.primaries is None:
+        return []
+    rows = list(rows)
+    out = []
+    for est in exp.primaries(profile):
+        try:
+            out.append((est, primary_estimate(est, rows, profile)))
+        except TooFewCells:
+            out.append((est, estimate({}, margin=est.margin, key=est.key,
+                                      design_power=planned_power(est, profile))))
+    return out

@@ -142,7 +142,7 @@ def primary_e12(P) -> tuple[Estimand, ...]:
         "E12", "OES − dense final PSNR, mean over images", {"scheme": "oes"},
         {"scheme": "dense"}, (), metric="psnr_final", unit=("task", "seed"),
         within=("noise_seed",), scale=1.0, unit_name="dB", margin=PSNR_MARGIN,
-        design_units=_prior_units),)
+        design_units=_prior_units, unit_label="(image, network seed) units"),)
 
 
 def primary_e13(P) -> tuple[Estimand, ...]:
@@ -155,3 +155,12 @@ def primary_e13(P) -> tuple[Estimand, ...]:
         Estimand("E13 method", "SuperTicket − search-then-prune, mean over targets and sources",
                  {"scheme": SUPERTICKET}, {"scheme": SEARCH_THEN_PRUNE}, ("task", "source"),
                  where={"task": targets}))
+
+
+def transfer_gain(P) -> Estimand:
+    """The transfer gain of the dense models (pretrained − the same network from scratch) per
+    target and source, from a grid's transfer gate: a description, never a filter."""
+    return Estimand(
+        "transfer gain", "dense pretrained − from scratch, per target and source",
+        {"init": "pretrained"}, {"init": "scratch"}, ("task", "source"),
+        where={"gate": True, "sparsity": 0.0, "regime": "finetune"})
