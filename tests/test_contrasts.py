@@ -125,3 +125,14 @@ def test_bad_inputs_name_the_value():
         design_power(1.0, 1, 2.0)
     with pytest.raises(ValueError, match=r"power must be in \(0, 1\), got 1.2"):
         units_for_power(1.0, 2.0, power=1.2)
+
+
+def test_beyond_sixteen_units_the_sign_flip_test_samples_and_secondary_estimates_skip_it():
+    rng = np.random.default_rng(3)
+    vals = list(rng.normal(1.0, 2.0, 20))
+    e = estimate(vals, margin=2.0)
+    res = stats.permutation_test((np.array(vals),), lambda a, axis=-1: np.mean(a, axis=axis),
+                                 permutation_type="samples", n_resamples=2**16, rng=0,
+                                 vectorized=True)
+    assert e.p_permutation == pytest.approx(res.pvalue, abs=0.01)
+    assert math.isnan(estimate(vals, margin=2.0, permutation=False).p_permutation)

@@ -13,8 +13,8 @@ verdict from the interval and the margin that matters:
   from it, whatever the value.
 
 The test of an estimate is the one-sample t test over the units
-(``scipy.stats.ttest_1samp``), cross-checked from 8 units on by scipy's exact sign-flip
-permutation test (``scipy.stats.permutation_test``, ``permutation_type="samples"``); the
+(``scipy.stats.ttest_1samp``), cross-checked from 8 units on by scipy's sign-flip
+permutation test (exact up to 16 units) (``scipy.stats.permutation_test``, ``permutation_type="samples"``); the
 p-value Holm corrects is the larger of the two, so the verdict is separated only where both
 tests agree. :func:`holm_family` corrects a family with each distinct estimand counted once.
 
@@ -35,7 +35,7 @@ import numpy as np
 ALPHA = 0.05
 POWER = 0.8
 PERMUTATION_UNITS = 8  # the sign-flip test cross-checks the t test from this many units on
-_EXACT_LIMIT = 2**20  # every sign flip is enumerated up to this many (20 units)
+_EXACT_LIMIT = 2**16  # every sign flip is enumerated up to 16 units; 2**16 random ones beyond
 _LARGE_EFFECT = 3.0  # statsmodels' power is nan for much larger effect sizes
 _ZERO_TOL = 1e-12  # a spread below this (relative to max(1, |value|)) is no spread
 
@@ -126,22 +126,25 @@ class UnitEstimate:
 
 
 def _exact_sign_flip_p(values: np.ndarray) -> float:
-    """Two-sided p of scipy's sign-flip permutation test of a zero mean (exact up to 20
-    units, 2**20 random flips beyond)."""
+    """Two-sided p of scipy's sign-flip permutation test of a zero mean (exact up to 16
+    units; beyond, 2**16 random flips under a fixed seed)."""
     from scipy import stats
 
     n_resamples = np.inf if 2 ** len(values) <= _EXACT_LIMIT else _EXACT_LIMIT
     res = stats.permutation_test((values,), lambda a, axis=-1: np.mean(a, axis=axis),
                                  permutation_type="samples", vectorized=True,
-                                 n_resamples=n_resamples, alternative="two-sided", rng=0)
+                                 n_resamples=n_resamples, alternative="two-sided", rng=0,
+                                 batch=2**16)
     return float(min(res.pvalue, 1.0))
 
 
 def estimate(units: Mapping[Hashable, float] | Sequence[float], *, margin: float,
-             key: tuple = (), design_power: float = math.nan) -> UnitEstimate:
+             key: tuple = (), design_power: float = math.nan,
+             permutation: bool = True) -> UnitEstimate:
     """The mean of ``units`` (``{unit: value}`` or a sequence of values) with its 95% t
-    interval, t test and (from :data:`PERMUTATION_UNITS` units on) sign-flip test; not yet
-    corrected for a family (``p_adjusted == p``)."""
+    interval, t test and (from :data:`PERMUTATION_UNITS` units on, unless ``permutation``
+    is false: secondary estimates) sign-flip test; not yet corrected for a family
+    (``p_adjusted == p``)."""
     from scipy import stats
 
     if not isinstance(units, Mapping):
@@ -160,7 +163,7 @@ def estimate(units: Mapping[Hashable, float] | Sequence[float], *, margin: float
         return out
     res = stats.ttest_1samp(arr, 0.0)
     ci = res.confidence_interval(1 - ALPHA)
-    p_perm = _exact_sign_flip_p(arr) if arr.size >= PERMUTATION_UNITS else nan
+    p_perm = _exact_sign_flip_p(arr) if permutation and arr.size >= PERMUTATION_UNITS else nan
     out = replace(out, low=float(ci.low), high=float(ci.high), p_t=float(res.pvalue),
                   p_permutation=p_perm)
     return replace(out, p_adjusted=out.p)

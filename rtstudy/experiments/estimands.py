@@ -193,12 +193,14 @@ def primary_estimate(est: Estimand, rows: Iterable[dict], profile=None) -> UnitE
 
 def cell_estimates(est: Estimand, rows: Iterable[dict]) -> list[UnitEstimate]:
     """The secondary estimates of ``est``: ``a − b`` in each of its cells over the same units
-    (a unit's value there: its mean over the finetuning seeds), Holm-corrected within this
-    family. Keys: ``(est.id, *cell)``; cells in the order first seen."""
+    (a unit's value there: its mean over the finetuning seeds), t intervals Holm-corrected
+    within this family (no permutation cross-check: they never decide the headline). Keys:
+    ``(est.id, *cell)``; cells in the order first seen."""
     diffs = cell_differences(est, rows)
     cells = list(dict.fromkeys(c for per in diffs.values() for c in per))
     return holm_family([estimate({u: per[c] for u, per in diffs.items() if c in per},
-                                 margin=est.margin, key=(est.id, *c)) for c in cells])
+                                 margin=est.margin, key=(est.id, *c), permutation=False)
+                        for c in cells])
 
 
 def primary_estimates(experiment: str, rows: Iterable[dict], profile) -> list[tuple]:
