@@ -49,7 +49,7 @@ def test_a_notebook_headline_states_estimate_ci_verdict_and_design_power():
 
     rows = _summary(MAIN)["experiments"]["E1"]["rows"]
     text = notebook_headline("E1", rows, get_profile("smoke", pilot_sd={"E1": 1.0}))
-    assert text.startswith("**Headline.** E1 (") and "+2.3 points, 95% CI [" in text
+    assert text.startswith("E1 (") and "+2.3 points, 95% CI [" in text
     assert "over 3 source seeds" in text and "design power 0.3" not in text
     assert "design power" in text and "with the 2 source seeds the profile plans" in text
     assert "no pilot SD" in notebook_headline("E1", rows, P)
@@ -114,3 +114,18 @@ def test_a_headline_sentence_reads_estimate_units_verdict_and_power():
     text = headline_sentence(_h([3.0, 4.0, 5.0]))
     assert text.startswith("E1 (c): +4.0 points, 95% CI [") and "over 3 source seeds; better" in text
     assert text.endswith("no pilot SD recorded for this profile, so no design power.")
+
+
+def test_the_transfer_gain_is_described_per_target_source_and_fraction():
+    from rtstudy.experiments.headlines import transfer_gain_markdown
+
+    rows = []
+    for ss, frac, seed in ((0, 0.05, 0), (1, 0.05, 0), (2, 0.05, 0), (0, 0.25, 0), (1, 0.25, 0)):
+        for init, value in (("pretrained", 0.7 + 0.01 * ss), ("scratch", 0.6)):
+            rows.append(dict(task="mnist5k", source="natural", sparsity=0.0, seed=seed,
+                             metric="test_acc", value=value, source_seed=ss, init=init,
+                             fraction=frac, regime="finetune", gate=True))
+    text = transfer_gain_markdown(rows + [dict(rows[0], gate=None, value=0.0)], P)
+    assert "| mnist5k | natural | 5% | +11.0 points, 95% CI [" in text and "| 3 |" in text
+    assert "| mnist5k | natural | 25% | +10.5 points, 95% CI [" in text
+    assert "it selects nothing" in text and transfer_gain_markdown([], P) == ""

@@ -1,9 +1,10 @@
 """The headlines: each question's primary estimate in words, and the report that leads with them.
 
 - :func:`headline_sentence`: one estimate, its CI, verdict and design power, in one sentence;
-- :func:`notebook_headline`, :func:`secondary_markdown`, :func:`secondary_figure`: what an
-  experiment's notebook shows (its headline first; the per-cell estimates as a table and a
-  forest plot, never as the headline);
+- :func:`lead_with_headline`, :func:`secondary_markdown`, :func:`secondary_figure`,
+  :func:`transfer_gain_markdown`: what an experiment's notebook shows (its headline first;
+  the per-cell estimates as a table and a forest plot, never as the headline; the dense
+  transfer gain as a description);
 - :func:`report_headlines`: every experiment's primary estimates from a report summary's
   rows, Holm-corrected as one family (each distinct estimand once);
 - :func:`headline_table_html`, :func:`headline_figure`, :func:`answer_sentences`,
@@ -27,6 +28,7 @@ from rtstudy.core.contrasts import (
     holm_family,
 )
 from rtstudy.experiments.estimands import Estimand, cell_estimates, primary_estimates
+from rtstudy.experiments.findings import Finding
 from rtstudy.experiments.rows import fmt_level
 
 VERDICT_COLORS = {BETTER: "#1a9850", WORSE: "#d73027", EQUIVALENT: "#4575b4",
@@ -114,8 +116,37 @@ def notebook_headline(experiment: str, rows: Iterable[dict], profile) -> str:
         return ""
     hs = [Headline(experiment, est, e) for est, e in _corrected(pairs)]
     text = " ".join(headline_sentence(h, profile, "estimands of this experiment") for h in hs)
-    return (f"**Headline.** {text} The report's index corrects over every headline estimand "
+    return (f"{text} The report's index corrects these verdicts over every headline estimand "
             "of the report.")
+
+
+def lead_with_headline(finding: str, experiment: str, rows: Iterable[dict], profile) -> Finding:
+    """``finding`` with the experiment's headline as its first paragraph (what the summary
+    stores starts with it)."""
+    head = notebook_headline(experiment, rows, profile)
+    paragraphs = getattr(finding, "paragraphs", (str(finding),))
+    contrasts = getattr(finding, "contrasts", ())
+    if not head:
+        return Finding(str(finding), paragraphs, contrasts)
+    return Finding(f"{head} {finding}", [head, *paragraphs], contrasts)
+
+
+def transfer_gain_markdown(rows: Iterable[dict], profile) -> str:
+    """The dense transfer gain (pretrained − scratch) per target and source from a grid's
+    gate rows, as a Markdown table: a description of where pretraining carries over; it
+    selects nothing."""
+    from rtstudy.experiments.primaries import transfer_gain
+
+    est = transfer_gain(profile)
+    es = cell_estimates(est, rows)
+    if not es:
+        return ""
+    lines = ["| target | source | fraction of T | dense pretrained − scratch, 95% CI | units |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {e.key[1]} | {e.key[2]} | {fmt_level('fraction', e.key[3])} | "
+              f"{interval_text(est, e)} | {e.n} |" for e in es]
+    return ("Transfer gain of the dense models (a description of where pretraining carries "
+            "over; it selects nothing):\n\n" + "\n".join(lines))
 
 
 def _corrected(pairs: Sequence[tuple]) -> list[tuple]:

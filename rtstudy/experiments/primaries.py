@@ -159,8 +159,9 @@ def primary_e13(P) -> tuple[Estimand, ...]:
 
 def transfer_gain(P) -> Estimand:
     """The transfer gain of the dense models (pretrained − the same network from scratch) per
-    target and source, from a grid's transfer gate: a description, never a filter."""
+    target, source and fraction of T, from a grid's transfer gate: a description, never a
+    filter."""
     return Estimand(
-        "transfer gain", "dense pretrained − from scratch, per target and source",
-        {"init": "pretrained"}, {"init": "scratch"}, ("task", "source"),
+        "transfer gain", "dense pretrained − from scratch, per target, source and fraction",
+        {"init": "pretrained"}, {"init": "scratch"}, ("task", "source", "fraction"),
         where={"gate": True, "sparsity": 0.0, "regime": "finetune"})
