@@ -1,5 +1,6 @@
 """The headlines: wording from the numbers, the report's family, its index and replication."""
 
+import itertools
 import json
 import math
 
@@ -129,3 +130,15 @@ def test_the_transfer_gain_is_described_per_target_source_and_fraction():
     assert "| mnist5k | natural | 5% | +11.0 points, 95% CI [" in text and "| 3 |" in text
     assert "| mnist5k | natural | 25% | +10.5 points, 95% CI [" in text
     assert "it selects nothing" in text and transfer_gain_markdown([], P) == ""
+
+
+def test_a_slope_over_too_few_targets_is_said_not_raised():
+    rows = []
+    for ss, (task, dist) in itertools.product((0, 1), (("a", 1.0), ("b", 2.0))):
+        for source, eps, value in (("natural", 0.0, 0.5), ("robust", P.eps_star, 0.52)):
+            rows.append(dict(task=task, source=source, eps=eps, scheme="omp", pattern="unstructured",
+                             sparsity=P.fixed_sparsities[0], seed=0, metric="test_acc",
+                             value=value, source_seed=ss, regime="finetune", distance=dist))
+    text = notebook_headline("E8", rows, P)
+    assert text.startswith("E8 (") and "no units" in text and "not settled: 0 source seeds" in text
+    assert "| E8 | a | +2.0 points" in secondary_markdown("E8", rows, P)
