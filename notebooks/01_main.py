@@ -16,8 +16,10 @@
 # budget ε\*), finetune each on every downstream task with the mask fixed. Across
 # sparsities from dense to 95%+, does the robust ticket reach higher test accuracy?
 #
-# Means over finetuning seeds with 95% confidence intervals; "beats" only where the
-# intervals separate.
+# The answer is one number declared before the data: the robust − natural difference
+# averaged over the sparsities 50–95% and every target, a 95% t interval over source seeds,
+# its verdict against a 2-point margin and the design's power (the finding's first
+# sentence). Curves, tables and per-cell estimates describe where it comes from.
 
 # %%
 from IPython.display import Markdown, display
@@ -70,9 +72,21 @@ display(Markdown(X.markdown_table(pre, ["task", "sparsity"], "source")))
 
 # %%
 finding = X.main_finding(rows, robust_name, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E1", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E1", rows + source_rows + gate_rows, finding,
                   {"profile": profile, "targets": targets, "sparsities": sparsities, "seeds": seeds,
                    "robust_source": robust_name, "scheme": "omp", "pattern": "unstructured"}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E1", rows, P)))
+plots.show(X.secondary_figure("E1", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

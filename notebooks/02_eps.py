@@ -75,9 +75,21 @@ display(Markdown(X.markdown_table(pre, ["task", "sparsity"], "eps")))
 
 # %%
 finding = X.eps_sweep_finding(rows, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E2", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E2", rows + source_rows + gate_rows, finding,
                   {"profile": profile, "targets": targets, "eps_sweep": eps_sweep, "sparsities": sparsities,
                    "seeds": seeds, "robust_kind": P.robust_kind, "norm": P.norm}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E2", rows, P)))
+plots.show(X.secondary_figure("E2", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

@@ -64,9 +64,21 @@ robust_name = sources[1].label
 finding = X.scheme_finding(rows, robust_name, schemes, gate_rows=gate_rows)
 # why OMP and random tickets end up where they do: what each keeps before finetuning, what moves
 finding = finding.with_paragraph(X.omp_random_explanation(rows, X.ticket_diagnostics(P, grid)))
+finding = X.lead_with_headline(finding, "E4", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E4", rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "schemes": schemes, "seeds": seeds, "imp_rate": P.imp_rate,
                                         "imp_epochs": P.imp_epochs, "robust_source": robust_name}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E4", rows, P)))
+plots.show(X.secondary_figure("E4", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

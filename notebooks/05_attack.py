@@ -69,6 +69,7 @@ display(Markdown(X.markdown_table(pre, ["task"], "source_label")))
 
 # %%
 finding = X.attack_finding(rows, names, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E5", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E5", rows + source_rows + gate_rows, finding,
                   {"profile": profile, "targets": targets, "sparsity": sparsity, "seeds": seeds,
@@ -76,3 +77,14 @@ recorded = record("E5", rows + source_rows + gate_rows, finding,
                    "pgd_steps": P.robust_steps}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E5", rows, P)))
+plots.show(X.secondary_figure("E5", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

@@ -62,8 +62,20 @@ print("training images per (task, fraction):", {f"{t} {X.pct(f)}": n for (t, f),
 # %%
 robust_name = sources[1].label
 finding = X.data_finding(rows, robust_name, targets, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E6", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E6", rows + gate_rows, finding, {"profile": profile, "targets": targets, "fractions": fractions,
                                         "sparsity": sparsity, "seeds": seeds, "robust_source": robust_name},
                   results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E6", rows, P)))
+plots.show(X.secondary_figure("E6", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

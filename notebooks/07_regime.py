@@ -61,8 +61,20 @@ display(Markdown(X.markdown_table(pre, ["task", "regime", "sparsity"], "source")
 # %%
 robust_name = sources[1].label
 finding = X.regime_finding(rows, robust_name, regimes, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E7", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E7", rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsities": sparsities,
                                         "regimes": regimes, "seeds": seeds, "robust_source": robust_name},
                   results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E7", rows, P)))
+plots.show(X.secondary_figure("E7", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

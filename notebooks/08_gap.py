@@ -86,9 +86,21 @@ plots.show(fig)
 
 # %%
 finding = X.gap_finding(cs, dist, transfer_gains)
+finding = X.lead_with_headline(finding, "E8", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E8", rows + gate_rows, finding, {"profile": profile, "targets": all_tasks, "sparsity": sparsity,
                                         "seeds": seeds, "gap_n": gap_n, "distances": dist,
                                         "robust_source": sources[1].label}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E8", rows, P)))
+plots.show(X.secondary_figure("E8", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

@@ -66,8 +66,20 @@ display(Markdown(X.markdown_table(pre, ["task", "transfer"], "source", metric="r
 # %%
 robust_name = sources[1].label
 finding = X.double_win_finding(rows, robust_name, eps, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E9", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E9", rows + gate_rows, finding, {"profile": profile, "targets": targets, "sparsity": sparsity,
                                         "eps": eps, "seeds": seeds, "robust_source": robust_name}, results_dir,
                   contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E9", rows, P)))
+plots.show(X.secondary_figure("E9", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

@@ -82,6 +82,7 @@ plots.show(T.layer_figure(T.layer_sparsity(grid, T.IMP, imp_at),
 
 # %%
 finding = T.text_finding(rows, robust_name)
+finding = X.lead_with_headline(finding, "E11", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E11", rows + T.source_summary(rows), finding,
                   {"profile": profile, "model": sizes.model, "max_length": sizes.max_length,
@@ -90,3 +91,13 @@ recorded = record("E11", rows + T.source_summary(rows), finding,
                    "sparsities": list(sizes.sparsities), "imp_sparsities": list(sizes.imp_sparsities)},
                   results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E11", rows, P)))
+plots.show(X.secondary_figure("E11", rows, P))

@@ -24,6 +24,7 @@
 # %%
 from IPython.display import Markdown, display
 
+from rtstudy import experiments as X
 from rtstudy import plots
 from rtstudy.experiments import prior as E
 from rtstudy.experiments.registry import EXPERIMENTS
@@ -99,6 +100,7 @@ display(Markdown(figures.transfer_table(
 
 # %%
 finding = E.prior_finding(res.rows)
+finding = X.lead_with_headline(finding, "E12", res.rows, P)  # the answer first
 display(Markdown(finding.markdown))
 recorded = record("E12", res.rows, finding,
                   {"profile": profile, "images": list(grid.images), "source_seeds": list(grid.seeds),
@@ -106,3 +108,13 @@ recorded = record("E12", res.rows, finding,
                    "sparsity": grid.sparsity, "sigma": grid.sigma, "image_size": s.image_size,
                    "iterations": s.iterations}, results_dir)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E12", res.rows, P)))
+plots.show(X.secondary_figure("E12", res.rows, P))

@@ -91,6 +91,7 @@ display(Markdown(X.markdown_table(pre, ["task", "ticket"], "source")))
 
 # %%
 finding = E13.superticket_finding(rows, summary, robust_name=robust_name, gate_rows=gate_rows)
+finding = X.lead_with_headline(finding, "E13", rows, P)  # the answer first
 display(Markdown(finding.markdown))
 eps = {s.role: s.eps for s in sources}
 recorded = record("E13", rows + source_rows + gate_rows + E13.cost_rows(costs, P.source, eps), finding,
@@ -98,3 +99,14 @@ recorded = record("E13", rows + source_rows + gate_rows + E13.cost_rows(costs, P
                    "source_seeds": grid.source_seeds, "sparsity": sparsity, "sizes": S.__dict__},
                   results_dir, contrasts=finding.contrasts)
 print(f"recorded {len(recorded['rows'])} rows for {recorded['experiment']}")
+
+# %% [markdown]
+# ## Secondary: the primary contrast cell by cell
+#
+# The same units, each cell on its own (Holm within the cells): a description of where
+# the headline's contrast comes from, never the answer itself.
+
+# %%
+display(Markdown(X.secondary_markdown("E13", rows, P)))
+plots.show(X.secondary_figure("E13", rows, P))
+display(Markdown(X.transfer_gain_markdown(gate_rows, P)))

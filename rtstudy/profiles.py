@@ -58,6 +58,9 @@ class Profile:
     source_seeds: tuple[int, ...] = (0,)  # every source model is pretrained under each (the unit of replication)
     gate_source_seeds: tuple[int, ...] = ()  # the transfer gate's (dense natural and robust); (): source_seeds
     extra: dict = field(default_factory=dict)
+    # {primary estimand id: between-unit SD} measured by `pilot_command`: the design power
+    pilot_sd: dict = field(default_factory=dict)
+    pilot_command: str = ""
 
     def __post_init__(self):
         missing = sorted(set(self.source_seeds) - set(self.gate_seeds))
@@ -210,8 +213,7 @@ _DEFAULT = Profile(
     sparsities=(0.0, 0.5, 0.8, 0.95),
     fixed_sparsities=(0.8,),
     seeds=(0, 1),
-    source_seeds=(0, 1, 2),
-    gate_source_seeds=(0, 1, 2, 3, 4, 5),
+    source_seeds=tuple(range(26)),  # the pilot's: every primary estimand >= 80% power
     finetune=TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule="cosine", min_steps=40),
     probe=TrainConfig(epochs=20, batch_size=32, lr=0.05, schedule="cosine", weight_decay=0.0),
     target_fraction=0.05,
@@ -221,6 +223,13 @@ _DEFAULT = Profile(
     eval_attack_steps=10,
     robust_n=500,
     test_n=0,
+    # measured by `pilot_command` on the committed default report and its replicate (3 + 3
+    # source seeds, 2 finetuning seeds each; E12: 6 + 9 (image, network seed) units)
+    pilot_sd={"E1": 2.45, "E2": 2.34, "E3": 1.87, "E4": 1.88, "E5 attack": 3.44,
+              "E5 norm": 2.87, "E6": 1.88, "E7": 2.39, "E8": 3.07, "E9": 3.37, "E11": 1.34,
+              "E12": 0.74, "E13 robust": 1.89, "E13 method": 0.88},
+    pilot_command="python -m rtstudy.experiments.pilot reports/summary.json "
+                  "reports/replicate/summary.json",
 )
 """The offline study on a 2-core CPU, chosen by a measured pilot (``tools/pilot_transfer.py``).
 
@@ -234,15 +243,25 @@ short finetuning (2 epochs, at least 40 steps) the pilot measured gains of +16.8
 a source trained on a third of it gave +13.3 and +1.9 [-6.5, +10.2]: the source's size
 matters for Digits). Each such transfer costs about 0.7 s here.
 
-Why these sizes. Findings rest on replicated source models: every source (natural, each
-ε, each attack and norm) is pretrained under 3 source seeds (natural and robust of one
-seed share their initialisation and batch order, so the pairing is tight), with 2
-finetuning seeds within each; intervals are t intervals over the 3 per-source-seed means.
-Eighteen source models at half of Fashion-MNIST for 2 epochs cost about as much as the six
-full-data models did before; the sparsity axis of E1 drops 90% (95% keeps the high end)
-so that every transfer can carry its from-scratch control.
+Why 26 source seeds (a design, powered by a pilot). Each experiment answers one question
+with one primary estimand (``rtstudy.experiments.primaries``), a t interval over source
+seeds (natural and robust of one seed share their initialisation and batch order), 2
+finetuning seeds within each. ``pilot_sd`` holds each estimand's between-unit SD measured
+on the report of 3 source seeds and its disjoint-seed replicate (``pilot_command``); the
+units each needs for 80% power at its 2-point margin: E1 14, E2 13, E3 9, E4 10, E5
+attack 26, E5 norm 19, E6 10, E7 14, E8 21, E9 25, E13 10 (robust) and 4 (method); E11 (text) 6 and E12
+(0.5 dB, image x network seed) 20, set in their own sizes. One set of source seeds serves
+every grid, so the largest need sets it. Most of the SD is between source seeds, not
+between finetuning seeds (E1: 4.4 of 6.0 points²), so more finetuning seeds would not
+replace them. Not yet run cold: ``python -m rtstudy.report --plan`` counts 12,191 tasks
+(187 sources, 1,133 tickets, 10,871 transfers) and estimates ~233 minutes of training on
+the 2-core machine measured below; if the cold report cannot fit its budget, secondary
+cells go before units (E1's sparsity 0% and 50%, E3's probe, E4's random scheme, E7's dense
+cells), as the study's budget says.
 
-The transfer gate gets 6 source seeds. Every ticket comparison leans on one question: does
+Before this design (3 source seeds): the sparsity axis of E1 dropped 90% (95% keeps the
+high end) so that every transfer could carry its from-scratch control, and the transfer
+gate got 6 source seeds. Every ticket comparison leans on one question: does
 pretraining transfer to T at all (the dense pretrained model against the same network from
 scratch)? With 3 source seeds it could not be answered on Digits: the dense natural model's
 gain there is +5.8 points with a source-level SD of 2.3, p = 0.047 (``tools/power.py``
@@ -257,7 +276,7 @@ of the cells it lets through form the second. 80% tickets still carry little tra
 Digits on their own (OMP, natural: -4.5 points over the same mask on random weights): the
 per-ticket controls say so cell by cell.
 
-What it costs, measured: a cold report of this profile (all fourteen notebooks, from an
+What it cost, measured at 3 source seeds: a cold report of this profile (all fourteen notebooks, from an
 empty store, empty data and token caches) took 2,672 s on an otherwise idle 2-core
 machine whose bench clean training runs at 2,897 img/s (0.85 of the reference machine's
 3,400), its 2 workers busy 98% of the time: sources 2,150 worker-seconds (38 models),

@@ -55,8 +55,42 @@ def copy_plotly_js(dst_dir: Path) -> None:
     shutil.copyfile(src, dst_dir / "plotly.min.js")
 
 
+METHOD = ("How an answer is made: each question has one primary estimand declared in the "
+          "experiment registry before any data (what is contrasted, the cells averaged, the "
+          "unit, the margin: 2 accuracy points, 0.5 dB for the image prior). A unit's value "
+          "is its mean over those cells and its finetuning seeds; the estimate is their mean "
+          "with a 95% t interval, cross-checked by an exact sign-flip permutation test from 8 "
+          "units on, Holm-corrected over every headline estimand of the report. Verdicts: "
+          "better / worse where it is separated from 0, equivalent where the CI lies inside "
+          "±margin, not settled otherwise; zero spread gets no verdict. The design power is "
+          "computed before the data, from the profile's pilot SD and its planned units. "
+          "Per-cell estimates are secondary: tables and a forest plot in each notebook.")
+
+
+def _headlines_html(summary: dict) -> str:
+    """The answers first: one table and one forest plot of the primary estimates, and three
+    sentences computed from them."""
+    from rtstudy.experiments.headlines import (
+        answer_sentences,
+        headline_figure,
+        headline_table_html,
+        report_headlines,
+    )
+
+    hs = report_headlines(summary)
+    if not hs:
+        return ""
+    rep = summary.get("replication") or {}
+    agreement = rep.get("headlines")
+    table = headline_table_html(hs, rep.get("headline_estimates"), EXPERIMENTS)
+    div = headline_figure(hs).to_html(full_html=False, include_plotlyjs=False,
+                                      config={"displaylogo": False})
+    return (f"<h2>The answers</h2><p>{html.escape(answer_sentences(hs, agreement))}</p>"
+            f"{table}{div}<p><small>{html.escape(METHOD)}</small></p>")
+
+
 def _answer_html(summary: dict) -> str:
-    """The answer first: the paragraph and the forest plot of every recorded contrast."""
+    """Secondary: the paragraph and the forest plot of every cell a notebook recorded."""
     from rtstudy.experiments.answer import answer_figure, answer_paragraph, contrasts_of
 
     cs = contrasts_of(summary)
@@ -71,7 +105,7 @@ def _answer_html(summary: dict) -> str:
         rep_html = (f"<p><b>Replication</b> (disjoint source and finetuning seeds, "
                     f"<a href=\"replicate/index.html\">its report</a>): "
                     f"{html.escape(rep['sentence'])}</p>")
-    return f"<h2>The answer</h2><p>{text}</p>{rep_html}{div}"
+    return f"<h2>Secondary: every recorded cell</h2><p>{text}</p>{rep_html}{div}"
 
 
 def write_index(out: Path, summary: dict) -> None:
@@ -84,11 +118,15 @@ def write_index(out: Path, summary: dict) -> None:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rtstudy report</title>
 <script src="plotly.min.js" charset="utf-8"></script>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;line-height:1.4}}
-li{{margin:0.8rem 0}} span{{color:#333}}</style></head><body>
+li{{margin:0.8rem 0}} span{{color:#333}}
+table.headlines{{border-collapse:collapse;font-size:0.9rem}}
+table.headlines td,table.headlines th{{border-bottom:1px solid #ddd;padding:0.3rem;text-align:left}}
+</style></head><body>
 <h1>Robust tickets transfer better? — rtstudy report</h1>
 <p>Profile <b>{html.escape(summary["profile"])}</b>, generated {html.escape(summary["created"])},
 total wall time {summary["wall_seconds"]:.0f} s on {html.escape(summary["device"])}.
 Machine-readable results: <a href="summary.json">summary.json</a>.</p>
+{_headlines_html(summary)}
 {_answer_html(summary)}
 <h2>The experiments</h2>
 <ol>{"".join(items)}</ol></body></html>"""
@@ -340,8 +378,15 @@ def replication(main: dict, rep: dict) -> dict:
     """How the verdicts of the report ``main`` replicate in the replicate report ``rep``
     (both summaries): counts, a sentence, the replicate's seeds, when and how fast it ran."""
     from rtstudy.experiments.answer import compare_replicates, contrasts_of
+    from rtstudy.experiments.headlines import compare_headlines, estimate_record, report_headlines
 
-    return {**compare_replicates(contrasts_of(main), contrasts_of(rep)), **replicate_parameters(main["profile"]),
+    cells = compare_replicates(contrasts_of(main), contrasts_of(rep))
+    rep_hs = report_headlines(rep)
+    heads = compare_headlines(report_headlines(main), rep_hs)
+    return {**cells, "sentence": f"{heads['sentence']} Secondary cells: {cells['sentence']}",
+            "headlines": heads,
+            "headline_estimates": {h.estimand.id: estimate_record(h) for h in rep_hs},
+            **replicate_parameters(main["profile"]),
             "replicate_created": rep.get("created"), "wall_seconds": rep.get("wall_seconds")}
 
 

@@ -98,6 +98,11 @@ def test_findings_are_computed_from_the_numbers(report):
         assert re.search(r"(spearman|no correlation)", ex["E8"]["finding"]), ex["E8"]["finding"]
     if "E2" in ex:  # a shape is claimed, suggested or not shown, or the cells are gated out
         assert re.search(r"(inverted U|not ranked)", ex["E2"]["finding"]), ex["E2"]["finding"]
+    for exp in ("E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E11", "E12", "E13"):
+        if exp in ex:  # the headline first: the primary estimate, its CI, verdict and power
+            assert re.match(rf"{exp}( \w+)? \(", ex[exp]["finding"]), ex[exp]["finding"][:80]
+            assert "95% CI" in ex[exp]["finding"].split(". ")[0] or "no interval" in ex[exp]["finding"]
+            assert "design power" in ex[exp]["finding"], exp
     for exp in ("E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9"):
         if exp in ex:  # paired contrasts over source seeds, Holm-corrected, with the design said
             assert "Holm" in ex[exp]["finding"] and "source seeds" in ex[exp]["finding"], exp
@@ -109,6 +114,8 @@ def test_html_pages_render_offline_with_plotly(report):
     assert (out / "plotly.min.js").stat().st_size > 1_000_000
     assert (out / "index.html").exists()
     index = (out / "index.html").read_text()
+    assert index.index("The answers") < index.index('class="headlines"') < index.index(
+        "The experiments"), "the index opens with the primary estimates"
     for info in summary["experiments"].values():
         page = (out / info["html"]).read_text()
         assert "plotly-graph-div" in page, f"{info['html']} has no plotly figure"

@@ -4,7 +4,11 @@
 - ``rows``: the row query language (:func:`select`, :func:`estimates`, ...) and formatting;
 - ``findings``: paired contrasts over source seeds (:func:`paired_contrasts`,
   :func:`transfer_gains`, Holm via :func:`holm`) and each experiment's finding (E0 ... E9);
-- ``registry``: every experiment's id, title, notebook and finding (:data:`EXPERIMENTS`);
+- ``registry``: every experiment's id, title, notebook, finding and primary estimands
+  (:data:`EXPERIMENTS`);
+- ``headlines``: each notebook's headline (:func:`lead_with_headline`) and its secondary
+  per-cell estimates (:func:`secondary_markdown`, :func:`secondary_figure`), the dense
+  transfer gain as a description (:func:`transfer_gain_markdown`);
 - figures of rows live in ``rtstudy.plots`` and are re-exported here.
 
 Notebooks import ``from rtstudy import experiments as X``.
@@ -58,6 +62,12 @@ from rtstudy.experiments.grid import (
     standard_sources,
     ticket_diagnostics,
 )
+from rtstudy.experiments.headlines import (
+    lead_with_headline,
+    secondary_figure,
+    secondary_markdown,
+    transfer_gain_markdown,
+)
 from rtstudy.experiments.registry import EXPERIMENTS, Experiment
 from rtstudy.experiments.rows import (
     estimates,
@@ -80,5 +90,6 @@ __all__ = [
     "robust", "run", "run_gate", "run_grid", "ticket_diagnostics", "omp_random_explanation", "scheme_finding", "seed_groups", "select", "source_figure",
     "source_table", "standard_sources", "sweep_finding", "tally", "tally_sentence",
     "Cell", "PRETRAINED", "PairedContrast", "SCRATCH", "design_sentence", "holm", "paired_contrast",
-    "paired_contrasts", "paired_finding", "transfer_gains",
+    "paired_contrasts", "paired_finding", "transfer_gains", "lead_with_headline",
+    "secondary_figure", "secondary_markdown", "transfer_gain_markdown",
 ]
